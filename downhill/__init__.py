@@ -1,0 +1,64 @@
+"""downhill: stochastic gradient optimizers for PyTensor losses.
+
+The usual entry point is :func:`minimize`; :func:`build` gives an optimizer
+for finer control (``opt.iterate(...)``, ``opt.get_updates()``).
+"""
+
+import logging
+
+from .adaptive import RMSProp
+from .base import ALGORITHMS, Optimizer, build, register
+from .dataset import Dataset
+from .first_order import NAG, SGD
+
+__version__ = "0.5.0"
+
+__all__ = [
+    "ALGORITHMS", "Dataset", "NAG", "Optimizer", "RMSProp", "SGD",
+    "build", "minimize", "register", "__version__",
+]
+
+logging.getLogger("downhill").addHandler(logging.NullHandler())
+
+
+def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmsprop",
+             updates=(), monitors=(), monitor_gradients=False, batch_size=32,
+             train_batches=None, valid_batches=None, **hyperparameters):
+    """Minimize a loss with one call.
+
+    Parameters
+    ----------
+    loss : pytensor scalar expression
+        The loss to minimize.
+    train : Dataset, list of arrays, callable or None
+        Training data, one array per input of the loss (None if it has none).
+    valid : Dataset, list of arrays or callable, optional
+        Validation data; defaults to ``train``.
+    params, inputs, updates, monitors, monitor_gradients
+        As for :class:`Optimizer`.
+    algo : str, optional
+        Algorithm name (case-insensitive), default ``'rmsprop'``.
+    batch_size : int, optional
+        Samples per batch when arrays are given; default 32.
+    train_batches, valid_batches : int, optional
+        Batches per training iteration and per validation (default: one
+        full pass).
+    **hyperparameters
+        Hyperparameters of the algorithm and the loop, and ``max_updates``.
+
+    Returns
+    -------
+    train_monitors : dict
+        Monitors of the last training iteration.
+    valid_monitors : dict
+        Monitors of the last validation.
+    """
+    def wrap(data, name, batches):
+        if data is None or isinstance(data, Dataset):
+            return data
+        return Dataset(data, name=name, batch_size=batch_size, iteration_size=batches)
+
+    opt = build(algo, loss, params=params, inputs=inputs, updates=updates,
+                monitors=monitors, monitor_gradients=monitor_gradients)
+    return opt.minimize(wrap(train, "train", train_batches),
+                        wrap(valid, "valid", valid_batches), **hyperparameters)

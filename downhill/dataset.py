@@ -1,0 +1,230 @@
+"""Mini-batches of data for training and validation."""
+
+import numbers
+
+import numpy as np
+
+from .util import log
+
+__all__ = ["Dataset"]
+
+
+def _to_array(x, index):
+    """Turn one accepted input into an array-like the batcher can slice."""
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy comes with pytensor
+        sp = None
+    if sp is not None and sp.issparse(x):
+        if x.format not in ("csr", "csc"):
+            raise ValueError(
+                f"input {index}: sparse matrices must be CSR or CSC, got {x.format.upper()}; "
+                "convert with .tocsr()")
+        return x
+    if hasattr(x, "get_value") and hasattr(x, "type"):  # a pytensor shared variable
+        return np.asarray(x.get_value(borrow=True))
+    if hasattr(x, "to_numpy") and type(x).__module__.startswith("pandas"):
+        return x.to_numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    raise ValueError(
+        f"input {index} has unsupported type {type(x).__name__}; accepted: numpy arrays, "
+        "pandas Series/DataFrame, scipy.sparse CSR/CSC, pytensor shared variables")
+
+
+class Dataset:
+    """Batches of data, reshuffled on every pass.
+
+    Parameters
+    ----------
+    inputs : list of arrays, or callable
+        One array per symbolic input of the loss (numpy arrays, pandas
+        Series or DataFrames, scipy.sparse CSR/CSC matrices, pytensor shared
+        variables), all of the same length along ``axis``. Or a callable
+        that returns one batch (a list of arrays) per call.
+    name : str, optional
+        A name for log messages.
+    batch_size : int, optional
+        Samples per batch (default 32); 0 or less means one batch holding
+        everything.
+    iteration_size : int, optional
+        Batches per iteration. Default: one full pass over the arrays, or
+        ``len(inputs)`` for a callable that has a length, else 100.
+    axis : int, optional
+        The axis along which samples are stacked. Default 0.
+    rng : int or numpy.random.Generator, optional
+        Seed or generator for the shuffling.
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in length along ``axis``, an input is of an
+        unsupported type or empty, or ``iteration_size`` is not positive.
+
+    Notes
+    -----
+    At the start of every pass the samples are permuted once into a buffer
+    the dataset owns (your arrays are never changed), and batches are slices
+    of that buffer: along axis 0 of a C-contiguous array they are views, so
+    nothing is copied per batch. With one batch covering everything, the
+    arrays are passed as they are.
+    """
+
+    def __init__(self, inputs, name=None, batch_size=32, iteration_size=None,
+                 axis=0, rng=None):
+        self.name = name or "dataset"
+        self.axis = axis
+        if isinstance(rng, (numbers.Integral, type(None))) and not isinstance(rng, bool):
+            rng = np.random.default_rng(rng)
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be an int seed or numpy.random.Generator, got {rng!r}")
+        self.rng = rng
+        if iteration_size is not None and (
+                not isinstance(iteration_size, numbers.Integral) or iteration_size <= 0):
+            raise ValueError(f"invalid iteration_size: {iteration_size!r} (must be an integer > 0)")
+
+        if callable(inputs):
+            self._callable = inputs
+            self._arrays = None
+            if iteration_size is None:
+                try:
+                    iteration_size = len(inputs)
+                except TypeError:
+                    iteration_size = 100
+            self.iteration_size = iteration_size
+            self._converters = None
+            return
+
+        self._callable = None
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                f"dataset inputs must be a list of arrays or a callable, got {type(inputs).__name__}")
+        if not inputs:
+            raise ValueError("dataset inputs are empty: give one array per input of the loss")
+        arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
+        lengths = []
+        for i, a in enumerate(arrays):
+            if a.ndim <= axis:
+                raise ValueError(
+                    f"input {i} has shape {a.shape}: it has no axis {axis} to batch along")
+            if a.shape[axis] == 0:
+                raise ValueError(f"input {i} is empty (shape {a.shape})")
+            lengths.append(a.shape[axis])
+        if len(set(lengths)) > 1:
+            detail = ", ".join(f"input {i}: {n}" for i, n in enumerate(lengths))
+            raise ValueError(
+                f"inputs differ in length along axis {axis} ({detail}); every input needs "
+                "one entry per sample")
+        self._arrays = arrays
+        self._count = lengths[0]
+        if batch_size is None or batch_size <= 0 or batch_size >= self._count:
+            batch_size = self._count
+        self.batch_size = int(batch_size)
+        self._starts = list(range(0, self._count, self.batch_size))
+        self.iteration_size = iteration_size or len(self._starts)
+        self._buffers = None
+        self._position = len(self._starts)  # a pass starts on first use
+
+    def __repr__(self):
+        return f"<Dataset {self.name!r}: {self.iteration_size} batches per iteration>"
+
+    @property
+    def is_callable(self):
+        """Whether batches come from a callable."""
+        return self._callable is not None
+
+    def conform(self, variables):
+        """Check the data against the symbolic inputs and cast it once.
+
+        Parameters
+        ----------
+        variables : list of pytensor Variable
+            The loss's inputs.
+
+        Raises
+        ------
+        ValueError
+            If the number of arrays, an array's number of dimensions or its
+            dtype does not fit the input.
+        """
+        if self._callable is not None:
+            self._converters = [str(v.dtype) for v in variables]
+            return
+        if len(self._arrays) != len(variables):
+            raise ValueError(
+                f"{self.name} data has {len(self._arrays)} arrays but the loss has "
+                f"{len(variables)} inputs {[v.name for v in variables]}")
+        changed = False
+        for i, (a, v) in enumerate(zip(self._arrays, variables)):
+            ndim = getattr(v.type, "ndim", None)
+            if ndim is not None and a.ndim != ndim:
+                raise ValueError(
+                    f"{self.name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
+            dtype = np.dtype(v.dtype)
+            if a.dtype != dtype:
+                if not np.can_cast(a.dtype, dtype, casting="same_kind"):
+                    raise ValueError(
+                        f"{self.name} input {i} ({v.name}) has dtype {a.dtype}, which "
+                        f"cannot become {dtype}")
+                log.debug("%s: casting input %d from %s to %s", self.name, i, a.dtype, dtype)
+                self._arrays[i] = a.astype(dtype)
+                changed = True
+        if changed:
+            self._buffers = None
+
+    def _shuffle(self):
+        """Start a new pass: permute the samples into the owned buffers."""
+        self._position = 0
+        if len(self._starts) == 1:
+            self._buffers = self._arrays
+            return
+        perm = self.rng.permutation(self._count)
+        if self._buffers is None or self._buffers is self._arrays:
+            self._buffers = [None] * len(self._arrays)
+        for i, a in enumerate(self._arrays):
+            if isinstance(a, np.ndarray):
+                out = self._buffers[i]
+                if out is None:
+                    out = self._buffers[i] = np.empty_like(a, order="C" if self.axis == 0 else "K")
+                np.take(a, perm, axis=self.axis, out=out)
+            elif self.axis == 0:
+                self._buffers[i] = a[perm]
+            else:
+                self._buffers[i] = a[:, perm]
+
+    def _slice(self, array, start):
+        index = [slice(None)] * (self.axis + 1)
+        index[self.axis] = slice(start, start + self.batch_size)
+        return array[tuple(index)]
+
+    def batch_weight(self, batch):
+        """Number of samples in a batch (1 for a batch without arrays)."""
+        if not batch:
+            return 1
+        first = batch[0]
+        shape = getattr(first, "shape", ())
+        if self._callable is not None:
+            return shape[0] if shape else 1
+        return shape[self.axis]
+
+    def __iter__(self):
+        """Yield ``iteration_size`` batches, each a list of arrays."""
+        if self._callable is not None:
+            for _ in range(self.iteration_size):
+                batch = self._callable()
+                if not isinstance(batch, (list, tuple)):
+                    batch = [batch]
+                if self._converters is not None:
+                    if len(batch) != len(self._converters):
+                        raise ValueError(
+                            f"{self.name}: the callable returned {len(batch)} arrays, but "
+                            f"the loss has {len(self._converters)} inputs")
+                    batch = [np.asarray(x, dtype=d) for x, d in zip(batch, self._converters)]
+                yield batch
+            return
+        for _ in range(self.iteration_size):
+            if self._position >= len(self._starts):
+                self._shuffle()
+            start = self._starts[self._position]
+            self._position += 1
+            yield [self._slice(b, start) for b in self._buffers]
