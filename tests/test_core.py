@@ -1,0 +1,216 @@
+"""Core behaviour: reference checks of SGD, NAG and RMSProp, and error cases."""
+
+import math
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import downhill
+
+
+def quadratic(dtype="float64", seed=0):
+    """A loss whose gradient is known: 0.5 * sum(c * (w - t)^2) + sum(w**4)/4."""
+    r = np.random.default_rng(seed)
+    c = r.uniform(0.5, 3.0, size=(3, 4)).astype(dtype)
+    t = r.normal(size=(3, 4)).astype(dtype)
+    w0 = r.normal(size=(3, 4)).astype(dtype)
+    w = pytensor.shared(w0.copy(), name="w")
+    loss = (pt.constant(c) * (w - pt.constant(t)) ** 2).sum() * np.asarray(0.5, dtype) \
+        + (w ** 4).sum() * np.asarray(0.25, dtype)
+
+    def grad(v):
+        return c * (v - t) + v ** 3
+
+    return w, loss, w0, grad
+
+
+def run_steps(opt, n, **hyper):
+    fn = pytensor.function([], [], updates=opt.get_updates(**hyper))
+    for _ in range(n):
+        fn()
+
+
+def clip(g, elem=0, norm=0):
+    if elem > 0:
+        return np.clip(g, -elem, elem)
+    if norm > 0:
+        return g * min(1.0, norm / np.sqrt((g * g).sum()))
+    return g
+
+
+def reference(w0, grad, n, delta_fn, mu=0.0, nesterov=False, elem=0, norm=0):
+    """Independent transcription of the documented update equations."""
+    p = w0.copy()
+    v = np.zeros_like(p)
+    state = {}
+    for _ in range(n):
+        g = clip(grad(p), elem, norm)
+        delta = delta_fn(g, state)
+        if mu == 0:
+            p = p - delta
+        else:
+            v = mu * v - delta
+            p = p + (mu * v - delta if nesterov else v)
+    return p
+
+
+def sgd_delta(lr):
+    return lambda g, state: lr * g
+
+
+def rmsprop_delta(lr, halflife=14.0, eps=1e-8):
+    gamma = math.exp(-math.log(2) / halflife)
+
+    def delta(g, state):
+        f = state.get("f", np.zeros_like(g))
+        s = state.get("s", np.zeros_like(g))
+        f = gamma * f + (1 - gamma) * g
+        s = gamma * s + (1 - gamma) * g * g
+        state["f"], state["s"] = f, s
+        return lr * g / np.sqrt(np.maximum(s - f * f, 0) + eps)
+    return delta
+
+
+CASES = [
+    ("sgd", dict(learning_rate=0.01), sgd_delta(0.01)),
+    ("rmsprop", dict(learning_rate=0.01), rmsprop_delta(0.01)),
+    ("rmsprop", dict(learning_rate=0.02, rms_halflife=5, rms_regularizer=1e-3),
+     rmsprop_delta(0.02, 5, 1e-3)),
+]
+EXTRAS = [
+    dict(),
+    dict(momentum=0.9),
+    dict(momentum=0.8, nesterov=True),
+    dict(max_gradient_elem=0.5),
+    dict(max_gradient_norm=1.0),
+    dict(max_gradient_norm=1.0, max_gradient_elem=0.3, momentum=0.5),
+]
+
+
+@pytest.mark.parametrize("algo,hyper,delta", CASES)
+@pytest.mark.parametrize("extra", EXTRAS)
+def test_reference_float64(algo, hyper, delta, extra):
+    w, loss, w0, grad = quadratic()
+    opt = downhill.build(algo, loss)
+    run_steps(opt, 12, **hyper, **extra)
+    want = reference(w0, grad, 12, delta, mu=extra.get("momentum", 0),
+                     nesterov=extra.get("nesterov", False),
+                     elem=extra.get("max_gradient_elem", 0),
+                     norm=extra.get("max_gradient_norm", 0))
+    np.testing.assert_allclose(w.get_value(), want, rtol=1e-9, atol=1e-12)
+
+
+def test_nag_is_nesterov_and_equals_sgd_without_momentum():
+    w, loss, w0, grad = quadratic()
+    run_steps(downhill.NAG(loss), 10, learning_rate=0.01, momentum=0.9)
+    want = reference(w0, grad, 10, sgd_delta(0.01), mu=0.9, nesterov=True)
+    np.testing.assert_allclose(w.get_value(), want, rtol=1e-9)
+
+    w, loss, w0, grad = quadratic()
+    run_steps(downhill.NAG(loss), 10, learning_rate=0.01)
+    np.testing.assert_allclose(w.get_value(), reference(w0, grad, 10, sgd_delta(0.01)),
+                               rtol=1e-9)
+    with pytest.raises(ValueError, match="Nesterov"):
+        downhill.NAG(loss).get_updates(nesterov=False)
+
+
+def test_float32_stays_float32_and_trains(rng):
+    x = pt.matrix("x")
+    y = pt.vector("y")
+    w = pytensor.shared(np.zeros(3, "float32"), name="w")
+    loss = ((x @ w - y) ** 2).mean()
+    opt = downhill.build("rmsprop", loss)
+    for var, expr in opt.get_updates(learning_rate=0.01, momentum=0.5):
+        assert expr.dtype == "float32", var.name
+    X = rng.normal(size=(256, 3)).astype("float32")
+    Y = X @ np.array([1, -2, 0.5], "float32")
+    before = opt.evaluate([X, Y])["loss"]
+    train, valid = opt.minimize([X, Y], learning_rate=0.01, max_updates=40)
+    assert w.get_value().dtype == np.float32
+    assert valid["loss"] < 0.01 * before
+
+
+def test_rmsprop_clamp_keeps_float32_finite():
+    # Large, nearly constant gradients: s - f^2 rounds negative in float32.
+    w = pytensor.shared(np.zeros(1000, "float32"), name="w")
+    k = pytensor.shared((1e4 + np.linspace(0, 1, 1000)).astype("float32"), name="k")
+    loss = (w * k).sum()
+    opt = downhill.RMSProp(loss, params=[w])
+    fn = pytensor.function([], [], updates=opt.get_updates(learning_rate=1e-3, rms_regularizer=0))
+    for _ in range(50):
+        fn()
+    assert np.isfinite(w.get_value()).all()
+
+
+def test_input_order_and_params():
+    x = pt.matrix("x")
+    y = pt.matrix("y")
+    w = pytensor.shared(np.zeros((2, 3)), name="w")
+    opt = downhill.build("sgd", ((x @ w - y) ** 2).mean())
+    assert opt.inputs == [x, y]
+    assert opt.params == [w]
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "RMSProp", "SGD", "nag"])
+def test_build_case_insensitive(name):
+    w = pytensor.shared(np.zeros(2), name="w")
+    opt = downhill.build(name, (w ** 2).sum())
+    assert type(opt).__name__.lower() == name.lower()
+
+
+def test_errors():
+    w = pytensor.shared(np.zeros(2), name="w")
+    loss = (w ** 2).sum()
+    with pytest.raises(ValueError, match="unknown algorithm 'nope'.*rmsprop"):
+        downhill.build("nope", loss)
+    with pytest.raises(ValueError, match="scalar.*1-d"):
+        downhill.build("sgd", w ** 2)
+    with pytest.raises(ValueError, match="no parameters"):
+        downhill.build("sgd", pt.scalar("a") ** 2)
+    opt = downhill.build("rmsprop", loss)
+    with pytest.raises(TypeError, match="learning_rte.*did you mean 'learning_rate'"):
+        opt.get_updates(learning_rte=0.1)
+    with pytest.raises(ValueError, match=r"invalid learning_rate: -1.*> 0"):
+        opt.get_updates(learning_rate=-1)
+    with pytest.raises(ValueError, match=r"invalid momentum: 1.*0 <= x < 1"):
+        opt.iterate(momentum=1)
+
+
+def test_mismatched_data(rng):
+    x = pt.matrix("x")
+    y = pt.vector("y")
+    w = pytensor.shared(np.zeros(3), name="w")
+    opt = downhill.build("sgd", ((x @ w - y) ** 2).mean())
+    with pytest.raises(ValueError, match="differ in length.*input 0: 10, input 1: 9"):
+        opt.iterate([np.zeros((10, 3)), np.zeros(9)])
+    with pytest.raises(ValueError, match="1 arrays but the loss has 2 inputs"):
+        opt.iterate([np.zeros((10, 3))])
+
+
+def test_nonfinite_loss_restores_best_and_raises():
+    w = pytensor.shared(np.ones(3), name="w")
+    loss = (w ** 4).sum()
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(FloatingPointError, match="non-finite loss at iteration"):
+        opt.minimize(learning_rate=10.0, max_updates=50)
+    np.testing.assert_array_equal(w.get_value(), np.ones(3))
+
+
+def test_break_restores_best_and_state_survives():
+    w = pytensor.shared(np.full(3, 2.0), name="w")
+    loss = (w ** 2).sum()
+    opt = downhill.build("rmsprop", loss)
+    for i, (train, valid) in enumerate(opt.iterate(learning_rate=0.1, validate_every=1)):
+        if i == 3:
+            break
+    # best is the last validated (at iteration 3), not the un-validated 4th update
+    after_break = w.get_value().copy()
+    assert (np.abs(after_break) < 2).all()
+    state = opt.state_variables
+    assert {v.name for v in state} == {"w_g1_ewma", "w_g2_ewma"}
+    snapshot = [v.get_value().copy() for v in state]
+    opt.minimize(learning_rate=0.1, max_updates=2)
+    assert opt.state_variables == state
+    assert not np.allclose(snapshot[1], state[1].get_value())
