@@ -1,7 +1,9 @@
 """The optimizer base class, the algorithm registry and ``build``."""
 
 import collections
+import functools
 import math
+import os
 
 import numpy as np
 import pytensor
@@ -9,7 +11,7 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 
-from . import util
+from . import checkpoint, util
 from .dataset import Dataset
 from .util import Hyper, log
 
@@ -100,6 +102,16 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
                            **kwargs)
 
 
+def _unique_keys(names):
+    """Names made unique by appending ``#i`` to repeated ones."""
+    counts = collections.Counter(names)
+    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+class _NonFinite(Exception):
+    """Internal: the loss or a gradient became NaN or infinite."""
+
+
 class Optimizer:
     r"""Base class of the optimizers: builds update graphs and runs training.
 
@@ -127,7 +139,9 @@ class Optimizer:
         Named scalar expressions to compute alongside the loss.
     monitor_gradients : bool, optional
         Add a monitor ``grad(NAME)`` per parameter: the squared L2 norm of
-        its gradient. Default False.
+        its gradient before clipping. While gradient clipping is on, the
+        training monitors also hold ``grad(NAME) clipped``, the squared norm
+        after clipping. Default False.
     mode : str or pytensor Mode, optional
         PyTensor compile mode of the step function, e.g. ``"NUMBA"``,
         ``"FAST_RUN"`` (C) or ``"JAX"``. Default: PyTensor's default.
@@ -149,11 +163,18 @@ class Optimizer:
     #: ``HYPERS`` tuple of their own; :meth:`hyperparameters` merges them.
     HYPERS = (
         Hyper("learning_rate", 1e-4, "step size multiplying each update",
-              low=0, low_open=True, shared="learning_rate"),
+              low=0, low_open=True, shared="learning_rate", schedulable=True),
         Hyper("momentum", 0.0, "velocity decay; 0 turns momentum off",
-              low=0, high=1, high_open=True, shared="momentum", switch=True),
+              low=0, high=1, high_open=True, shared="momentum", switch=True,
+              schedulable=True),
         Hyper("nesterov", False, "use Nesterov momentum (when momentum > 0)",
               kind=bool, structural=True),
+        Hyper("weight_decay", 0.0,
+              "decoupled weight decay: p <- p - learning_rate * weight_decay * p; 0 = off",
+              low=0, shared="weight_decay", switch=True),
+        Hyper("max_gradient_global_norm", 0.0,
+              "rescale all gradients together to at most this joint L2 norm; 0 = off",
+              low=0, shared="max_gradient_global_norm", switch=True),
         Hyper("max_gradient_norm", 0.0,
               "rescale each parameter's gradient to at most this L2 norm; 0 = off",
               low=0, shared="max_gradient_norm", switch=True),
@@ -167,6 +188,13 @@ class Optimizer:
         Hyper("min_improvement", 0.0,
               "relative decrease of the validation loss that counts as progress",
               low=0),
+        Hyper("on_nonfinite", "raise",
+              "what a NaN or infinite loss does: 'raise', 'stop' or 'skip' the step",
+              kind=str, choices=("raise", "stop", "skip"),
+              structural=lambda value: value == "skip"),
+        Hyper("max_skips", 10,
+              "with on_nonfinite='skip': non-finite steps in a row before giving up",
+              kind=int, low=1),
     )
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
@@ -207,29 +235,35 @@ class Optimizer:
                  [f"{n} {p.get_value(borrow=True).shape}" for n, p in zip(self._names, self._params)])
 
         self._grads = pytensor.grad(loss, self._params)
+        self._monitor_gradients = bool(monitor_gradients)
         if monitor_gradients:
             for name, grad in zip(self._names, self._grads):
                 self._monitor_names.append(f"grad({name})")
                 self._monitor_exprs.append((grad * grad).sum())
 
+        self._keys = _unique_keys(self._names)
+
+        self._updates_done = 0
         self._defaults = {name: h.default for name, h in self.hyperparameters().items()}
         self._defaults.update(self._check_hypers(hyperparameters))
-        self._values = dict(self._defaults)
-        self._shared = {}
-        for h in self.hyperparameters().values():
-            if h.shared:
-                value = np.asarray(h.shared_value(self._values[h.name]), dtype=self._dtype)
-                self._shared[h.shared] = pytensor.shared(value, name=h.shared)
+        self._shared = {
+            h.shared: pytensor.shared(np.asarray(0, dtype=self._dtype), name=h.shared)
+            for h in self.hyperparameters().values() if h.shared}
+        self._configure({})
 
         self._state = {}
         self._graphs = {}
         self._functions = {}
         self._f_eval = None
         self._iteration = 0
+        self._run_start = 0
         self._best_loss = math.inf
         self._best_iter = 0
         self._best_params = [p.get_value() for p in self._params]
         self._fails = 0
+        self._fresh_validation = False
+        self._resume_pending = False
+        self._schedule_states = {}
         self._last_validation = None
 
     # ------------------------------------------------------------------
@@ -328,12 +362,43 @@ class Optimizer:
         """Validate hyperparameters, store them and write the shared scalars."""
         values = dict(self._defaults)
         values.update(self._check_hypers(given))
-        for h in self.hyperparameters().values():
+        declared = self.hyperparameters()
+        schedules = {name: value for name, value in values.items()
+                     if declared[name].schedulable and callable(value)}
+        numbers = {name: self._scheduled_value(declared[name], f)
+                   for name, f in schedules.items()}
+        for h in declared.values():
             if h.shared:
                 self._shared[h.shared].set_value(
-                    np.asarray(h.shared_value(values[h.name]), dtype=self._dtype))
+                    np.asarray(h.shared_value(numbers.get(h.name, values[h.name])),
+                               dtype=self._dtype))
         self._values = values
+        self._schedules = schedules
         return values
+
+    def _scheduled_value(self, hyper, schedule):
+        """Evaluate a schedule at the current update count and check the result."""
+        try:
+            value = schedule(self._updates_done)
+        except Exception as error:
+            raise ValueError(
+                f"the schedule given for {hyper.name} failed at update "
+                f"{self._updates_done}: {error!r}") from error
+        try:
+            return hyper.validate(float(value))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"the schedule given for {hyper.name} returned {value!r} at update "
+                f"{self._updates_done} (must be {hyper._number_range()})") from None
+
+    def _apply_schedules(self):
+        """Write every schedule's current value into its shared scalar."""
+        declared = self.hyperparameters()
+        for name, schedule in self._schedules.items():
+            h = declared[name]
+            value = self._scheduled_value(h, schedule)
+            self._shared[h.shared].set_value(
+                np.asarray(h.shared_value(value), dtype=self._dtype))
 
     def __getattr__(self, name):
         shared = self.__dict__.get("_shared", {})
@@ -349,10 +414,9 @@ class Optimizer:
         """The hyperparameter choices that change the shape of the graph."""
         key = []
         for h in self.hyperparameters().values():
-            if h.structural:
-                key.append((h.name, self._values[h.name]))
-            elif h.switch:
-                key.append((h.name, self._values[h.name] != 0))
+            part = h.structure(self._values[h.name])
+            if part is not None:
+                key.append((h.name, part))
         return tuple(key)
 
     # ------------------------------------------------------------------
@@ -376,7 +440,7 @@ class Optimizer:
         return list(self._state.values())
 
     def _clip(self, grad):
-        """Apply the configured gradient clipping to one gradient."""
+        """Apply the configured per-parameter clipping to one gradient."""
         if self._values["max_gradient_elem"] > 0:
             limit = self._hyper("max_gradient_elem", grad)
             return pt.clip(grad, -limit, limit)
@@ -385,6 +449,26 @@ class Optimizer:
             norm = pt.sqrt((grad * grad).sum())
             return grad * pt.minimum(util.as_float(1, grad.dtype), limit / norm)
         return grad
+
+    def _clipping(self):
+        """Whether any gradient clipping is configured."""
+        return any(self._values[name] > 0 for name in (
+            "max_gradient_global_norm", "max_gradient_norm", "max_gradient_elem"))
+
+    def _clipped_grads(self):
+        """The gradients after global, per-parameter and elementwise clipping.
+
+        The global limit rescales all gradients together first; the
+        per-parameter limits then apply to the result.
+        """
+        grads = list(self._grads)
+        if self._values["max_gradient_global_norm"] > 0:
+            dtype = self._dtype
+            total = pt.sqrt(pt.add(*[util.as_float((g * g).sum(), dtype) for g in grads]))
+            limit = util.as_float(self._shared["max_gradient_global_norm"], dtype)
+            scale = pt.minimum(util.as_float(1, dtype), limit / total)
+            grads = [g * util.as_float(scale, g.dtype) for g in grads]
+        return [self._clip(g) for g in grads]
 
     def _step(self, param, grad):
         r"""Compute one parameter's step; the hook each algorithm implements.
@@ -407,30 +491,47 @@ class Optimizer:
         raise NotImplementedError
 
     def _build_updates(self):
+        """Update pairs of one step, and the clipped gradients they used."""
         updates = []
         momentum = self._values["momentum"] != 0
         nesterov = momentum and self._values["nesterov"]
-        for param, grad in zip(self._params, self._grads):
-            delta, state = self._step(param, self._clip(grad))
+        decay = self._values["weight_decay"] != 0
+        clipped = self._clipped_grads()
+        for param, grad in zip(self._params, clipped):
+            delta, state = self._step(param, grad)
             updates.extend(state)
             if not momentum:
-                updates.append((param, param - delta))
-                continue
-            mu = self._hyper("momentum", param)
-            vel = self._state_like(param, "vel")
-            vel_new = mu * vel - delta
-            updates.append((vel, vel_new))
-            if nesterov:
-                updates.append((param, param + mu * vel_new - delta))
+                new = param - delta
             else:
-                updates.append((param, param + vel_new))
-        return updates
+                mu = self._hyper("momentum", param)
+                vel = self._state_like(param, "vel")
+                vel_new = mu * vel - delta
+                updates.append((vel, vel_new))
+                new = param + mu * vel_new - delta if nesterov else param + vel_new
+            if decay:
+                new = new - (self._hyper("learning_rate", param)
+                             * self._hyper("weight_decay", param) * param)
+            updates.append((param, new))
+        if self._values["on_nonfinite"] == "skip":
+            updates = self._guard(updates)
+        return updates, clipped
+
+    def _finite_check(self):
+        """A boolean scalar: the loss and every gradient are finite."""
+        checks = [pt.isfinite(self._loss)]
+        checks.extend(pt.isfinite(g.sum()) for g in self._grads)
+        return functools.reduce(pt.and_, checks)
+
+    def _guard(self, updates):
+        """Keep every variable's old value when the step is not finite."""
+        ok = self._finite_check()
+        return [(var, pt.switch(ok, new, var)) for var, new in updates]
 
     def _updates(self):
         key = self._structure()
         if key not in self._graphs:
             self._graphs[key] = self._build_updates()
-        return self._graphs[key]
+        return self._graphs[key][0]
 
     def get_updates(self, **hyperparameters):
         """Update expressions for one optimization step.
@@ -459,13 +560,37 @@ class Optimizer:
         return list(self._updates())
 
     def _compiled_step(self):
+        """The step function of the current structure, compiled once.
+
+        Returns
+        -------
+        fn : pytensor Function
+            Takes a batch; returns the loss and monitors (then, when clipping
+            and gradient monitors are on, the clipped gradients' squared
+            norms; then, with ``on_nonfinite='skip'``, whether the step was
+            finite).
+        names : list of str
+            Names of the monitors ``fn`` returns.
+        guarded : bool
+            Whether ``fn``'s last output is the finiteness flag.
+        """
         key = self._structure()
         if key not in self._functions:
-            updates = self._user_updates + self._updates()
+            updates = self._updates()
+            names = list(self._monitor_names)
+            outputs = [self._loss] + self._monitor_exprs
+            if self._monitor_gradients and self._clipping():
+                for name, grad in zip(self._names, self._graphs[key][1]):
+                    names.append(f"grad({name}) clipped")
+                    outputs.append((grad * grad).sum())
+            guarded = self._values["on_nonfinite"] == "skip"
+            if guarded:
+                outputs.append(self._finite_check())
             log.info("compiling %s step function", type(self).__name__)
-            self._functions[key] = pytensor.function(
-                self._inputs, [self._loss] + self._monitor_exprs, updates=updates,
+            fn = pytensor.function(
+                self._inputs, outputs, updates=self._user_updates + updates,
                 name=f"{type(self).__name__}_step", mode=self._mode)
+            self._functions[key] = fn, names, guarded
         return self._functions[key]
 
     def _compiled_eval(self):
@@ -499,12 +624,39 @@ class Optimizer:
         dataset.conform(self._inputs)
         return dataset
 
-    def _run_batches(self, fn, dataset):
-        """Call ``fn`` on every batch of one pass; weighted means of its outputs."""
+    def _run_batches(self, fn, dataset, names=None, guarded=False, train=False):
+        """Call ``fn`` on every batch of one pass; weighted means of its outputs.
+
+        Returns the monitors and whether the pass stayed finite. With
+        ``train`` the schedules are applied before every batch and the
+        update counter advances; with ``guarded`` the last output of ``fn``
+        says whether the step was finite: a non-finite step was not applied
+        and its batch is left out of the means, until more than
+        ``max_skips`` come in a row.
+        """
+        names = self._monitor_names if names is None else names
+        schedules = train and bool(self._schedules)
         sums = None
         total = 0
         for batch in dataset:
+            if schedules:
+                self._apply_schedules()
             values = fn(*batch)
+            if train:
+                self._updates_done += 1
+            if guarded:
+                finite = bool(values[-1])
+                values = values[:-1]
+                if not finite:
+                    self._skips += 1
+                    log.warning("skipped a non-finite step (%d in a row) at update %d",
+                                self._skips, self._updates_done)
+                    if self._skips > self._values["max_skips"]:
+                        return dict(zip(names, (float(v) for v in values))), False
+                    continue
+                self._skips = 0
+            elif not math.isfinite(values[0]):
+                return dict(zip(names, (float(v) for v in values))), False
             weight = dataset.batch_weight(batch)
             if sums is None:
                 sums = [weight * np.asarray(v, dtype=float) for v in values]
@@ -512,12 +664,12 @@ class Optimizer:
                 for i, v in enumerate(values):
                     sums[i] += weight * v
             total += weight
-            if not math.isfinite(values[0]):
-                return dict(zip(self._monitor_names, (float(v) for v in values))), False
         if sums is None:
+            if guarded and self._skips:
+                return collections.OrderedDict((n, math.nan) for n in names), True
             raise ValueError(f"dataset {dataset.name!r} gave no batches")
         means = (float(s / total) for s in sums)
-        return collections.OrderedDict(zip(self._monitor_names, means)), True
+        return collections.OrderedDict(zip(names, means)), True
 
     def evaluate(self, dataset):
         """Compute the loss and monitors on a dataset with the current parameters.
@@ -585,6 +737,236 @@ class Optimizer:
         return list(self._inputs)
 
     # ------------------------------------------------------------------
+    # checkpoints
+
+    def _state_key(self, key):
+        index, suffix = key
+        return suffix if index is None else f"{self._keys[index]}_{suffix}"
+
+    def _state_targets(self):
+        """Names and variables of the state used by the current structure's graph."""
+        self._updates()
+        used = {id(var) for var, _ in self._graphs[self._structure()][0]}
+        return {self._state_key(key): var for key, var in self._state.items()
+                if id(var) in used}
+
+    @staticmethod
+    def _value_state(value):
+        if isinstance(value, np.random.Generator):
+            return {"generator": value.bit_generator.state}
+        return np.array(value, copy=True)
+
+    def state_dict(self, datasets=None):
+        """Everything needed to continue training later, as plain values.
+
+        Parameters
+        ----------
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to include, by name.
+
+        Returns
+        -------
+        dict
+            ``algorithm``; ``params`` and ``state`` (arrays by name; a random
+            generator's state as a dict); ``hyperparameters`` (the current
+            values; for a schedule, its latest value) and ``schedules`` (the
+            state of schedules that have one); ``counters`` (iterations,
+            updates); ``early_stopping`` (best loss, its iteration and
+            parameters, validations without improvement); ``datasets``.
+        """
+        declared = self.hyperparameters()
+        hypers = {}
+        for name, value in self._values.items():
+            if callable(value):
+                h = declared[name]
+                value = self._scheduled_value(h, value)
+            hypers[name] = value
+        schedules = {name: f.state_dict() for name, f in self._schedules.items()
+                     if hasattr(f, "state_dict")}
+        return {
+            "algorithm": type(self).__name__,
+            "params": {k: p.get_value() for k, p in zip(self._keys, self._params)},
+            "state": {name: self._value_state(var.get_value())
+                      for name, var in self._state_targets().items()},
+            "hyperparameters": hypers,
+            "schedules": schedules,
+            "counters": {"iteration": self._iteration, "updates": self._updates_done,
+                         "run_start": self._run_start},
+            "early_stopping": {
+                "best_loss": self._best_loss, "best_iteration": self._best_iter,
+                "fails": self._fails,
+                "best_params": dict(zip(self._keys, (np.array(p) for p in self._best_params))),
+                "fresh_validation": self._fresh_validation,
+                "last_validation": (None if self._last_validation is None
+                                    else dict(self._last_validation)),
+            },
+            "datasets": {name: d.state_dict() for name, d in (datasets or {}).items()},
+        }
+
+    @staticmethod
+    def _check_arrays(kind, saved, current):
+        """Check saved arrays against current ones: same names, shapes, dtypes."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"state has no {kind} table")
+        missing = sorted(set(current) - set(saved))
+        extra = sorted(set(saved) - set(current))
+        if missing:
+            raise ValueError(f"state lacks {kind} {missing[0]!r}")
+        if extra:
+            raise ValueError(f"state has an unknown {kind} {extra[0]!r} (not in this optimizer)")
+        for name, var in current.items():
+            value, now = saved[name], var.get_value(borrow=True)
+            if isinstance(now, np.random.Generator):
+                kind_now = type(now.bit_generator).__name__
+                state = value.get("generator") if isinstance(value, dict) else None
+                if not isinstance(state, dict) or state.get("bit_generator") != kind_now:
+                    raise ValueError(f"{kind} {name!r} must be a {kind_now} generator state")
+                continue
+            value = np.asarray(value)
+            if value.shape != now.shape or value.dtype != now.dtype:
+                raise ValueError(
+                    f"{kind} {name!r} has shape {now.shape} and dtype {now.dtype}, but the "
+                    f"state has shape {value.shape} and dtype {value.dtype}")
+
+    def load_state_dict(self, state, datasets=None):
+        """Restore a state made by :meth:`state_dict`.
+
+        Everything is checked before anything changes, so a state that does
+        not fit leaves the optimizer as it was. The next :meth:`iterate`
+        call continues where the saved run stopped (its early-stopping
+        state and validation schedule included); the saved hyperparameters
+        become this optimizer's defaults.
+
+        Parameters
+        ----------
+        state : dict
+            A state from :meth:`state_dict` (or :meth:`load`).
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to restore, by name.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another algorithm, or a parameter or
+            state variable is missing, extra, or of another shape or dtype;
+            the message names it.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"a state must be a dict from state_dict(), got {type(state).__name__}")
+        algo = state.get("algorithm")
+        if algo != type(self).__name__:
+            raise ValueError(
+                f"state is from algorithm {algo!r}, but this optimizer is {type(self).__name__}")
+        try:
+            hypers = self._check_hypers(state.get("hyperparameters", {}))
+        except TypeError as error:
+            raise ValueError(f"state does not fit: {error}") from None
+        self._check_arrays("parameter", state.get("params"),
+                           dict(zip(self._keys, self._params)))
+        stopping = state.get("early_stopping", {})
+        self._check_arrays("best parameter", stopping.get("best_params"),
+                           dict(zip(self._keys, self._params)))
+        values = dict(self._defaults)
+        values.update(hypers)
+        current, self._values = self._values, values
+        try:
+            targets = self._state_targets()
+        finally:
+            self._values = current
+        self._check_arrays("state variable", state.get("state"), targets)
+        datasets = datasets or {}
+        saved_sets = state.get("datasets", {})
+        for name in datasets:
+            if name not in saved_sets:
+                raise ValueError(f"state has no shuffling state for dataset {name!r}")
+        previous = {name: d.state_dict() for name, d in datasets.items()}
+        try:
+            for name, d in datasets.items():
+                d.load_state_dict(saved_sets[name])
+        except ValueError:
+            for name, d in datasets.items():
+                d.load_state_dict(previous[name])
+            raise
+
+        for key, param in zip(self._keys, self._params):
+            param.set_value(np.array(state["params"][key], copy=True))
+        for name, var in targets.items():
+            value = state["state"][name]
+            if isinstance(value, dict):
+                generator = np.random.Generator(
+                    getattr(np.random, value["generator"]["bit_generator"])())
+                generator.bit_generator.state = value["generator"]
+                var.set_value(generator)
+            else:
+                var.set_value(np.array(value, copy=True))
+        self._defaults.update(hypers)
+        self._configure({})
+        self._schedule_states = dict(state.get("schedules", {}))
+        counters = state.get("counters", {})
+        self._iteration = int(counters.get("iteration", 0))
+        self._updates_done = int(counters.get("updates", 0))
+        self._run_start = int(counters.get("run_start", 0))
+        self._best_loss = float(stopping.get("best_loss", math.inf))
+        self._best_iter = int(stopping.get("best_iteration", 0))
+        self._fails = int(stopping.get("fails", 0))
+        self._best_params = [np.array(stopping["best_params"][k], copy=True)
+                             for k in self._keys]
+        self._fresh_validation = bool(stopping.get("fresh_validation", False))
+        last = stopping.get("last_validation")
+        self._last_validation = None if last is None else collections.OrderedDict(last)
+        self._resume_pending = True
+
+    def _restore_schedule_states(self):
+        for name, schedule in self._schedules.items():
+            saved = self._schedule_states.pop(name, None)
+            if saved is not None and hasattr(schedule, "load_state_dict"):
+                schedule.load_state_dict(saved)
+                self._apply_schedules()
+
+    def save(self, path, datasets=None):
+        """Write :meth:`state_dict` to a ``.npz`` file, atomically.
+
+        The file is written next to ``path`` under a temporary name, flushed
+        to disk and renamed, so a crash never leaves a half-written
+        checkpoint in its place.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to include.
+        """
+        from . import __version__
+        checkpoint.write(path, self.state_dict(datasets), __version__, type(self).__name__)
+        log.info("saved checkpoint %s at iteration %d", os.fspath(path), self._iteration)
+
+    def load(self, path, datasets=None):
+        """Read a checkpoint written by :meth:`save` and restore it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to restore.
+
+        Raises
+        ------
+        ValueError
+            If the file is missing, truncated or corrupt
+            (:class:`downhill.checkpoint.CheckpointError`), or its state does
+            not fit this optimizer; nothing changes then.
+        """
+        header, state = checkpoint.read(path)
+        if header.get("algorithm") != type(self).__name__:
+            raise checkpoint.CheckpointError(
+                f"{os.fspath(path)} holds a {header.get('algorithm')} state, but this "
+                f"optimizer is {type(self).__name__}")
+        self.load_state_dict(state, datasets)
+        log.info("loaded checkpoint %s (iteration %d)", os.fspath(path), self._iteration)
+
+    # ------------------------------------------------------------------
     # training
 
     def _log(self, label, iteration, monitors, marker=""):
@@ -594,7 +976,7 @@ class Optimizer:
     def _validate(self, dataset, settings):
         monitors, finite = self._run_batches(self._compiled_eval(), dataset)
         if not finite:
-            raise FloatingPointError(
+            raise _NonFinite(
                 f"non-finite validation loss at iteration {self._iteration}: "
                 f"{dict(monitors)}")
         loss = monitors["loss"]
@@ -608,11 +990,17 @@ class Optimizer:
             marker = " *"
         else:
             self._fails += 1
+        self._fresh_validation = True
+        self._last_validation = monitors
+        for schedule in self._schedules.values():
+            observe = getattr(schedule, "observe", None)
+            if observe is not None:
+                observe(loss)
         self._log("validation", self._iteration, monitors, marker)
         return monitors
 
     def iterate(self, train=None, valid=None, max_updates=None, *, batch_size=32,
-                **hyperparameters):
+                checkpoint=None, checkpoint_every=0, resume=False, **hyperparameters):
         """Optimize the loss, yielding monitor values after every iteration.
 
         One iteration is one pass over ``train`` (its ``iteration_size``
@@ -624,6 +1012,12 @@ class Optimizer:
         (also when the caller stops iterating or an exception is raised), the
         parameters with the best validation loss are restored.
 
+        The step function is compiled once per structure (which features
+        are on) and kept; optimizer state (averages, velocities) carries
+        over to the next call, which continues training. Numeric
+        hyperparameters live in shared scalars, so a call with a new
+        learning rate compiles nothing.
+
         Parameters
         ----------
         train : Dataset, list of arrays, callable or None
@@ -631,15 +1025,28 @@ class Optimizer:
             batch (a list of arrays) per call. None when the loss has no
             inputs.
         valid : Dataset, list of arrays, callable or None
-            Validation data; defaults to ``train``.
+            Validation data; defaults to ``train``'s data, evaluated in
+            order (see :meth:`Dataset.in_order`) so that validating does not
+            change the order of the training batches.
         max_updates : int, optional
-            Stop after this many iterations.
+            Stop after this many iterations of this call.
         batch_size : int, optional
             Batch size used when ``train`` or ``valid`` are lists of arrays.
             Default 32; 0 or less means one batch of everything.
+        checkpoint : str or path, optional
+            Save the whole training state (see :meth:`save`) to this file
+            every ``checkpoint_every`` iterations and when the loop ends.
+        checkpoint_every : int, optional
+            Iterations between checkpoints; 0 (default) saves only at the end.
+        resume : bool, optional
+            Load ``checkpoint`` first, if the file exists, and continue where
+            it stopped: counters, early-stopping state, optimizer state and
+            the datasets' shuffling. Loading a state with :meth:`load` or
+            :meth:`load_state_dict` before calling has the same effect.
         **hyperparameters
             See :meth:`hyperparameters`; e.g. ``learning_rate=1e-3``,
-            ``momentum=0.9``, ``patience=5``.
+            ``momentum=0.9``, ``patience=5``. ``learning_rate`` and
+            ``momentum`` also take a schedule (see :mod:`downhill.schedules`).
 
         Yields
         ------
@@ -653,54 +1060,98 @@ class Optimizer:
         TypeError, ValueError
             At the call, for unknown or invalid hyperparameters and bad data.
         FloatingPointError
-            During iteration, when the loss becomes NaN or infinite; the best
+            During iteration, when the loss becomes NaN or infinite and
+            ``on_nonfinite`` is ``'raise'`` (the default), or after more than
+            ``max_skips`` skipped steps in a row with ``'skip'``; the best
             parameters are restored first.
         """
         if max_updates is not None and (
                 isinstance(max_updates, bool) or not isinstance(max_updates, int)
                 or max_updates < 0):
             raise ValueError(f"invalid max_updates: {max_updates!r} (must be an integer >= 0)")
-        settings = self._configure(hyperparameters)
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+                or checkpoint_every < 0:
+            raise ValueError(
+                f"invalid checkpoint_every: {checkpoint_every!r} (must be an integer >= 0)")
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
+        if checkpoint_every and checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint=PATH, the file to write")
         train = self._as_dataset(train, "train", batch_size)
-        valid = train if valid is None else self._as_dataset(valid, "valid", batch_size)
+        if valid is None:
+            valid = train.in_order()
+            datasets = {"train": train}
+        else:
+            valid = self._as_dataset(valid, "valid", batch_size)
+            datasets = {"train": train, "valid": valid}
+        if resume and os.path.exists(checkpoint):
+            self.load(checkpoint, datasets=datasets)
+        settings = self._configure(hyperparameters)
+        self._restore_schedule_states()
         log.info("%s: %s", type(self).__name__,
                  " ".join(f"{k}={v}" for k, v in settings.items()))
-        return self._loop(train, valid, max_updates, settings)
+        return self._loop(train, valid, max_updates, settings, checkpoint,
+                          checkpoint_every, datasets)
 
-    def _loop(self, train, valid, max_updates, settings):
-        step = self._compiled_step()
-        self._best_loss = math.inf
-        self._fails = 0
+    def _loop(self, train, valid, max_updates, settings, checkpoint, every, datasets):
+        step, names, guarded = self._compiled_step()
+        if self._resume_pending:
+            self._resume_pending = False
+        else:
+            self._run_start = self._iteration
+            self._best_loss = math.inf
+            self._fails = 0
+            self._fresh_validation = False
+        self._skips = 0
         label = type(self).__name__
-        iteration = 0
-        validation = None
+        count = 0
+        failure = None
         try:
             while True:
-                done = max_updates is not None and iteration >= max_updates
-                if done or iteration % settings["validate_every"] == 0:
-                    validation = self._validate(valid, settings)
-                    self._last_validation = validation
+                done = max_updates is not None and count >= max_updates
+                due = (self._iteration - self._run_start) % settings["validate_every"] == 0
+                if (done or due) and not self._fresh_validation:
+                    self._validate(valid, settings)
                     if self._fails > settings["patience"]:
                         log.info("patience elapsed after %d validations without improvement",
                                  self._fails)
                         break
-                    if done:
-                        break
-                training, finite = self._run_batches(step, train)
-                iteration += 1
+                if done:
+                    break
+                training, finite = self._run_batches(step, train, names, guarded, train=True)
+                self._fresh_validation = False
+                count += 1
                 self._iteration += 1
                 if not finite:
-                    raise FloatingPointError(
+                    raise _NonFinite(
                         f"non-finite loss at iteration {self._iteration}: {training}; "
                         f"restored the best parameters (iteration {self._best_iter}). "
                         "Try a smaller learning_rate or gradient clipping "
-                        "(max_gradient_norm).")
+                        "(max_gradient_norm), or on_nonfinite='skip'.")
                 self._log(label, self._iteration, training)
-                yield training, dict(validation)
+                if every and count % every == 0:
+                    self.save(checkpoint, datasets=datasets)
+                yield training, dict(self._last_validation)
         except KeyboardInterrupt:
             log.info("interrupted at iteration %d", self._iteration)
+        except _NonFinite as error:
+            failure = error
         finally:
+            self._restore_best()
+            if checkpoint is not None:
+                self.save(checkpoint, datasets=datasets)
+        if failure is not None:
+            if settings["on_nonfinite"] == "stop":
+                log.error("stopped: %s", failure)
+            else:
+                raise FloatingPointError(str(failure)) from None
+
+    def _restore_best(self):
+        """Put the best validated parameters back, if they are not in place."""
+        if self._best_iter != self._iteration or not self._fresh_validation:
             self.set_params("best")
+            self._fresh_validation = self._best_iter == self._iteration and \
+                self._fresh_validation
 
     def minimize(self, *args, **kwargs):
         """Run :meth:`iterate` to the end.
@@ -719,7 +1170,6 @@ class Optimizer:
             iteration when training ends by ``max_updates``.
         """
         training = None
-        self._last_validation = None
         for training, _ in self.iterate(*args, **kwargs):
             pass
         return training, self._last_validation

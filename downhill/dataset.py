@@ -1,5 +1,6 @@
 """Mini-batches of data for training and validation."""
 
+import copy
 import numbers
 
 import numpy as np
@@ -123,6 +124,8 @@ class Dataset:
         self._starts = list(range(0, self._count, self.batch_size))
         self.iteration_size = iteration_size or len(self._starts)
         self._buffers = None
+        self._perm = None
+        self._shuffles = True
         self._position = len(self._starts)  # a pass starts on first use
 
     def __repr__(self):
@@ -171,14 +174,91 @@ class Dataset:
                 changed = True
         if changed:
             self._buffers = None
+            if self._perm is not None:
+                self._permute(self._perm)
+
+    def state_dict(self):
+        """The shuffling state: enough to continue the same sequence of batches.
+
+        Returns
+        -------
+        dict
+            ``rng`` (the generator's state), and for arrays ``position``
+            (batches of the current pass already given) and ``perm`` (the
+            current pass's permutation, or None before the first pass or
+            without shuffling). A callable's own state is not included.
+        """
+        state = {"rng": self.rng.bit_generator.state}
+        if self._callable is None:
+            state["position"] = self._position
+            state["perm"] = None if self._perm is None else self._perm.copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Restore a state from :meth:`state_dict`.
+
+        Raises
+        ------
+        ValueError
+            If the state does not fit this dataset (another number of
+            samples or batches, or another kind of random generator).
+        """
+        rng = state.get("rng")
+        kind = type(self.rng.bit_generator).__name__
+        if not isinstance(rng, dict) or rng.get("bit_generator") != kind:
+            raise ValueError(
+                f"dataset {self.name!r}: saved random state is not a {kind} state")
+        if self._callable is None:
+            position, perm = state.get("position"), state.get("perm")
+            if not isinstance(position, int) or not 0 <= position <= len(self._starts):
+                raise ValueError(
+                    f"dataset {self.name!r}: saved position {position!r} does not fit "
+                    f"its {len(self._starts)} batches per pass")
+            if perm is not None:
+                perm = np.asarray(perm)
+                if perm.shape != (self._count,) or not np.array_equal(
+                        np.sort(perm), np.arange(self._count)):
+                    raise ValueError(
+                        f"dataset {self.name!r}: saved permutation does not fit its "
+                        f"{self._count} samples")
+        self.rng.bit_generator.state = rng
+        if self._callable is None:
+            if perm is not None:
+                self._permute(perm)
+            self._position = position if perm is not None else len(self._starts)
+
+    def in_order(self):
+        """The same data in batches without shuffling, one full pass per iteration.
+
+        Used to validate on the training data without disturbing the
+        training batches' order; the arrays are shared, not copied. A
+        dataset drawing from a callable is returned as it is.
+
+        Returns
+        -------
+        Dataset
+        """
+        if self._callable is not None:
+            return self
+        view = copy.copy(self)
+        view._shuffles = False
+        view._buffers = self._arrays
+        view._perm = None
+        view._position = len(self._starts)
+        view.iteration_size = len(self._starts)
+        return view
 
     def _shuffle(self):
         """Start a new pass: permute the samples into the owned buffers."""
         self._position = 0
-        if len(self._starts) == 1:
+        if len(self._starts) == 1 or not self._shuffles:
             self._buffers = self._arrays
             return
-        perm = self.rng.permutation(self._count)
+        self._permute(self.rng.permutation(self._count))
+
+    def _permute(self, perm):
+        """Fill the owned buffers with the samples in the order ``perm``."""
+        self._perm = perm
         if self._buffers is None or self._buffers is self._arrays:
             self._buffers = [None] * len(self._arrays)
         for i, a in enumerate(self._arrays):

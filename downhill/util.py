@@ -160,14 +160,19 @@ class Hyper:
         For numeric hyperparameters whose value 0 turns a feature off
         (momentum, clipping): whether it is non-zero is part of the graph's
         structure, so changing 0 to non-zero compiles a new step function.
-    structural : bool, optional
+    structural : bool or callable, optional
         The value itself is part of the graph's structure (``nesterov``,
-        ``hv_method``).
+        ``hv_method``); a callable maps the value to the part that is (e.g.
+        ``on_nonfinite``, where only ``'skip'`` changes the graph).
+    schedulable : bool, optional
+        The value may also be a callable ``f(update_count) -> float`` (a
+        schedule, see :mod:`downhill.schedules`), evaluated before every
+        update; each value it returns is validated like a number.
     """
 
     def __init__(self, name, default, doc, kind=float, low=None, high=None,
                  low_open=False, high_open=False, choices=(), shared=None,
-                 transform=None, switch=False, structural=False):
+                 transform=None, switch=False, structural=False, schedulable=False):
         self.name = name
         self.default = default
         self.doc = doc
@@ -181,6 +186,7 @@ class Hyper:
         self.transform = transform
         self.switch = switch
         self.structural = structural
+        self.schedulable = schedulable
 
     def __repr__(self):
         return f"Hyper({self.name!r}, default={self.default!r}, range={self.range_text()!r})"
@@ -191,6 +197,10 @@ class Hyper:
             return "True or False"
         if self.kind is str:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        text = self._number_range()
+        return text + " or a schedule" if self.schedulable else text
+
+    def _number_range(self):
         low, high = self.low, self.high
         lo_op = "<" if self.low_open else "<="
         hi_op = "<" if self.high_open else "<="
@@ -223,6 +233,8 @@ class Hyper:
             message names the hyperparameter, the value and what is allowed.
         """
         bad = f"invalid {self.name}: {value!r} (must be {self.range_text()})"
+        if self.schedulable and callable(value):
+            return value
         if self.kind is bool:
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)
@@ -250,6 +262,16 @@ class Hyper:
     def shared_value(self, value):
         """The number stored in this hyperparameter's shared scalar."""
         return self.transform(value) if self.transform else value
+
+    def structure(self, value):
+        """The part of a value that decides the graph's shape, or None."""
+        if callable(self.structural):
+            return self.structural(value)
+        if self.structural:
+            return value
+        if self.switch:
+            return callable(value) or value != 0
+        return None
 
 
 def unknown_name_error(name, known, what):

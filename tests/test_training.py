@@ -1,0 +1,584 @@
+"""Long runs: compile once, live hyperparameters and schedules, weight decay,
+global clipping, gradient monitors, checkpoints and resume, the NaN policy."""
+
+import logging
+import math
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import downhill
+from downhill import checkpoint
+
+
+def regression(dtype="float64", n=64, seed=0):
+    """A linear regression: loss, parameters, data."""
+    r = np.random.default_rng(seed)
+    X = r.normal(size=(n, 3)).astype(dtype)
+    y = (X @ np.array([1.0, -2.0, 0.5]) + 0.3).astype(dtype)
+    w = pytensor.shared(np.zeros(3, dtype), name="w")
+    b = pytensor.shared(np.asarray(0.0, dtype), name="b")
+    x = pt.matrix("x", dtype=dtype)
+    t = pt.vector("t", dtype=dtype)
+    loss = ((x @ w + b - t) ** 2).mean()
+    return loss, [w, b], X, y
+
+
+def reg_grad(X, y, w, b):
+    err = X @ w + b - y
+    return 2 * X.T @ err / len(y), 2 * err.mean()
+
+
+class CountCompiles:
+    """Counts calls of pytensor.function made through downhill."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        real = pytensor.function
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pytensor, "function", counted)
+
+
+def test_second_iterate_with_new_learning_rate_compiles_nothing(monkeypatch):
+    loss, params, X, y = regression()
+    opt = downhill.build("sgd", loss)
+    counter = CountCompiles(monkeypatch)
+    data = downhill.Dataset([X, y], batch_size=0)
+    opt.minimize(data, max_updates=3, learning_rate=0.05, momentum=0.5, validate_every=1)
+    first = counter.count
+    assert first == 2  # the step and the evaluation function
+    opt.minimize(data, max_updates=3, learning_rate=0.01, momentum=0.8, validate_every=1)
+    opt.minimize(data, max_updates=2, learning_rate=0.02, momentum=0.1, patience=9)
+    assert counter.count == first
+    # a structural change (momentum off) compiles one new step function
+    opt.minimize(data, max_updates=1, learning_rate=0.02, momentum=0)
+    assert counter.count == first + 1
+
+
+def test_trajectory_across_calls_keeps_state_and_uses_new_numbers():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset([X, y], batch_size=0)
+    opt.minimize(data, max_updates=3, learning_rate=0.05, momentum=0.5, validate_every=1,
+                 patience=100)
+    opt.minimize(data, max_updates=3, learning_rate=0.01, momentum=0.8, validate_every=1,
+                 patience=100)
+    pw, pb = np.zeros(3), 0.0
+    vw, vb = np.zeros(3), 0.0
+    for lr, mu in [(0.05, 0.5)] * 3 + [(0.01, 0.8)] * 3:
+        gw, gb = reg_grad(X, y, pw, pb)
+        vw, vb = mu * vw - lr * gw, mu * vb - lr * gb
+        pw, pb = pw + vw, pb + vb
+    np.testing.assert_allclose(w.get_value(), pw, rtol=1e-12)
+    np.testing.assert_allclose(b.get_value(), pb, rtol=1e-12)
+
+
+def test_hyperparameter_attributes_are_shared_scalars():
+    loss, params, X, y = regression()
+    opt = downhill.build("rmsprop", loss, learning_rate=0.5, momentum=0.25,
+                         rms_halflife=7, rms_regularizer=1e-4, weight_decay=0.01)
+    assert opt.learning_rate.eval() == 0.5
+    assert opt.momentum.eval() == 0.25
+    assert opt.epsilon.eval() == pytest.approx(1e-4)
+    assert opt.ewma.eval() == pytest.approx(math.exp(-math.log(2) / 7))
+    assert opt.weight_decay.eval() == pytest.approx(0.01)
+    opt.get_updates(learning_rate=0.125)
+    assert opt.learning_rate.eval() == 0.125
+
+
+def test_learning_rate_schedule_is_evaluated_before_every_update():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    seen = []
+
+    def schedule(n):
+        seen.append(n)
+        return 0.1 / (1 + n)
+
+    data = downhill.Dataset([X, y], batch_size=16, rng=0)
+    opt.minimize(data, max_updates=2, learning_rate=schedule, patience=100)
+    assert seen[0] == 0 and seen[-8:] == list(range(8))  # 4 batches x 2 iterations
+
+    # reference: the same batches with lr = 0.1 / (1 + n)
+    loss2, (w2, b2), _, _ = regression()
+    opt2 = downhill.build("sgd", loss2)
+    check = downhill.Dataset([X, y], batch_size=16, rng=0)
+    check.conform(opt2.inputs)
+    pw, pb, n = np.zeros(3), 0.0, 0
+    for _ in range(2):
+        for bx, by in check:
+            gw, gb = reg_grad(bx, by, pw, pb)
+            lr = 0.1 / (1 + n)
+            pw, pb, n = pw - lr * gw, pb - lr * gb, n + 1
+    np.testing.assert_allclose(w.get_value(), pw, rtol=1e-12)
+    np.testing.assert_allclose(b.get_value(), pb, rtol=1e-12)
+
+
+def test_momentum_schedule_and_observe_hook():
+    loss, params, X, y = regression()
+    opt = downhill.build("sgd", loss)
+
+    class Plateau:
+        def __init__(self):
+            self.losses = []
+
+        def __call__(self, n):
+            return 0.01
+
+        def observe(self, value):
+            self.losses.append(value)
+
+    plateau = Plateau()
+    _, valid = opt.minimize([X, y], max_updates=4, learning_rate=plateau,
+                            momentum=lambda n: 0.9 * n / (n + 1), validate_every=2)
+    assert len(plateau.losses) == 3  # validations at 0, 2, 4
+    assert plateau.losses[-1] == valid["loss"]
+    assert opt.momentum.eval() == pytest.approx(0.9 * 7 / 8)  # before the last update
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), "fast"])
+def test_schedule_returning_a_bad_value_names_the_hyperparameter(value):
+    loss, params, X, y = regression()
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match="schedule given for learning_rate returned"):
+        opt.minimize([X, y], max_updates=1, learning_rate=lambda n: value)
+
+
+def sgd_reference(w0, grad, n, lr, mu=0.0, wd=0.0, global_norm=0.0, nesterov=False):
+    """SGD with momentum, decoupled weight decay and global norm clipping."""
+    ps = [p.copy() for p in w0]
+    vs = [np.zeros_like(p) for p in ps]
+    for _ in range(n):
+        gs = grad(*ps)
+        if global_norm > 0:
+            total = math.sqrt(sum((g * g).sum() for g in gs))
+            gs = [g * min(1.0, global_norm / total) for g in gs]
+        new = []
+        for p, g, v in zip(ps, gs, vs):
+            delta = lr * g
+            if mu:
+                v[...] = mu * v - delta
+                q = p + (mu * v - delta if nesterov else v)
+            else:
+                q = p - delta
+            new.append(q - lr * wd * p)
+        ps = new
+    return ps
+
+
+def two_param_problem(dtype="float64"):
+    r = np.random.default_rng(3)
+    a0 = r.normal(size=(2, 3)).astype(dtype)
+    c0 = r.normal(size=4).astype(dtype)
+    a = pytensor.shared(a0.copy(), name="a")
+    c = pytensor.shared(c0.copy(), name="c")
+    loss = (a ** 2).sum() * np.asarray(3.0, dtype) + ((c - 1) ** 4).sum()
+
+    def grad(pa, pc):
+        return [6 * pa, 4 * (pc - 1) ** 3]
+
+    return loss, [a, c], [a0, c0], grad
+
+
+@pytest.mark.parametrize("mu,nesterov", [(0.0, False), (0.7, False), (0.7, True)])
+def test_weight_decay_matches_reference(mu, nesterov):
+    loss, params, w0, grad = two_param_problem()
+    opt = downhill.build("sgd", loss)
+    fn = pytensor.function([], [], updates=opt.get_updates(
+        learning_rate=0.01, momentum=mu, nesterov=nesterov, weight_decay=0.3))
+    for _ in range(5):
+        fn()
+    expect = sgd_reference(w0, grad, 5, 0.01, mu, wd=0.3, nesterov=nesterov)
+    for p, e in zip(params, expect):
+        np.testing.assert_allclose(p.get_value(), e, rtol=1e-9)
+
+
+def test_weight_decay_with_rmsprop_is_decoupled():
+    loss, (a, c), (a0, c0), grad = two_param_problem()
+    opt = downhill.build("rmsprop", loss)
+    fn = pytensor.function([], [], updates=opt.get_updates(
+        learning_rate=0.01, weight_decay=0.5, rms_halflife=3))
+    gamma = math.exp(-math.log(2) / 3)
+    ps = [a0.copy(), c0.copy()]
+    fs = [np.zeros_like(p) for p in ps]
+    ss = [np.zeros_like(p) for p in ps]
+    for _ in range(4):
+        fn()
+        gs = grad(*ps)
+        for i, g in enumerate(gs):
+            fs[i] = gamma * fs[i] + (1 - gamma) * g
+            ss[i] = gamma * ss[i] + (1 - gamma) * g * g
+            delta = 0.01 * g / np.sqrt(np.maximum(ss[i] - fs[i] ** 2, 0) + 1e-8)
+            ps[i] = ps[i] - delta - 0.01 * 0.5 * ps[i]
+    np.testing.assert_allclose(a.get_value(), ps[0], rtol=1e-9)
+    np.testing.assert_allclose(c.get_value(), ps[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("limit", [0.5, 2.0])
+def test_global_norm_clipping_matches_reference(limit):
+    loss, params, w0, grad = two_param_problem()
+    opt = downhill.build("sgd", loss)
+    fn = pytensor.function([], [], updates=opt.get_updates(
+        learning_rate=0.05, momentum=0.5, max_gradient_global_norm=limit))
+    for _ in range(5):
+        fn()
+    expect = sgd_reference(w0, grad, 5, 0.05, 0.5, global_norm=limit)
+    for p, e in zip(params, expect):
+        np.testing.assert_allclose(p.get_value(), e, rtol=1e-9)
+    # the limit really bites: without it the result differs
+    free = sgd_reference(w0, grad, 5, 0.05, 0.5)
+    assert not np.allclose(free[0], expect[0])
+
+
+def test_huge_global_limit_equals_no_clipping():
+    results = []
+    for limit in (0.0, 1e30):
+        loss, params, w0, grad = two_param_problem()
+        opt = downhill.build("rmsprop", loss)
+        fn = pytensor.function([], [], updates=opt.get_updates(
+            learning_rate=0.05, max_gradient_global_norm=limit))
+        for _ in range(4):
+            fn()
+        results.append([p.get_value() for p in params])
+    for x, y in zip(*results):
+        np.testing.assert_allclose(x, y, rtol=1e-12)
+
+
+def test_float32_model_with_decay_and_global_clipping_stays_float32():
+    loss, params, X, y = regression("float32")
+    opt = downhill.build("rmsprop", loss)
+    updates = opt.get_updates(weight_decay=0.1, max_gradient_global_norm=1.0, momentum=0.5)
+    for var, expr in updates:
+        assert expr.dtype == "float32", var.name
+    opt.minimize([X, y], max_updates=2, weight_decay=0.1, max_gradient_global_norm=1.0)
+    assert all(p.get_value().dtype == np.float32 for p in params)
+
+
+def test_monitor_gradients_before_and_after_clipping():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss, monitor_gradients=True)
+    gw, gb = reg_grad(X, y, np.zeros(3), 0.0)
+    train, valid = next(iter(opt.iterate([X, y], batch_size=0, learning_rate=1e-12,
+                                         max_gradient_norm=0.5)))
+    assert list(train) == ["loss", "grad(w)", "grad(b)", "grad(w) clipped", "grad(b) clipped"]
+    assert train["grad(w)"] == pytest.approx((gw ** 2).sum(), rel=1e-9)
+    assert train["grad(b)"] == pytest.approx(gb ** 2, rel=1e-9)
+    assert train["grad(w) clipped"] == pytest.approx(0.25, rel=1e-9)
+    assert train["grad(b) clipped"] == pytest.approx(min(gb ** 2, 0.25), rel=1e-9)
+    assert list(valid) == ["loss", "grad(w)", "grad(b)"]
+    # without clipping there is no clipped monitor
+    train, _ = next(iter(opt.iterate([X, y], batch_size=0, learning_rate=1e-12)))
+    assert list(train) == ["loss", "grad(w)", "grad(b)"]
+
+
+# ----------------------------------------------------------------------
+# checkpoints
+
+
+def trained(algo="rmsprop", iterations=3, **hyper):
+    loss, params, X, y = regression()
+    opt = downhill.build(algo, loss)
+    data = downhill.Dataset([X, y], batch_size=16, rng=1)
+    settings = dict(learning_rate=0.01, momentum=0.5, validate_every=1)
+    settings.update(hyper)
+    opt.minimize(data, max_updates=iterations, **settings)
+    return opt, params, data
+
+
+def test_state_dict_contents():
+    opt, (w, b), data = trained()
+    d = opt.state_dict({"train": data})
+    assert d["algorithm"] == "RMSProp"
+    assert set(d["params"]) == {"w", "b"}
+    assert set(d["state"]) == {"w_g1_ewma", "w_g2_ewma", "w_vel", "b_g1_ewma", "b_g2_ewma",
+                               "b_vel"}
+    np.testing.assert_array_equal(d["params"]["w"], w.get_value())
+    assert d["hyperparameters"]["learning_rate"] == 0.01
+    assert d["hyperparameters"]["momentum"] == 0.5
+    assert d["counters"] == {"iteration": 3, "updates": 12, "run_start": 0}
+    stop = d["early_stopping"]
+    assert stop["best_iteration"] == 3 and stop["fails"] == 0
+    assert set(stop["best_params"]) == {"w", "b"}
+    assert d["datasets"]["train"]["position"] == 4
+    # the arrays are copies: changing the optimizer does not change the dict
+    before = d["params"]["w"].copy()
+    w.set_value(w.get_value() + 1)
+    np.testing.assert_array_equal(d["params"]["w"], before)
+
+
+def test_load_state_dict_round_trip_restores_everything():
+    opt, (w, b), _ = trained()
+    saved = opt.state_dict()
+    keep = {k: v.copy() for k, v in saved["state"].items()}
+    opt.minimize([np.ones((4, 3)), np.ones(4)], max_updates=2, learning_rate=0.1)
+    opt.load_state_dict(saved)
+    np.testing.assert_array_equal(w.get_value(), saved["params"]["w"])
+    now = opt.state_dict()
+    for name, value in keep.items():
+        np.testing.assert_array_equal(now["state"][name], value)
+    assert now["counters"] == saved["counters"]
+    assert opt.learning_rate.eval() == 0.01
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda d: d.update(algorithm="SGD"), "algorithm 'SGD'"),
+    (lambda d: d["params"].pop("w"), "lacks parameter 'w'"),
+    (lambda d: d["params"].update(z=np.zeros(2)), "unknown parameter 'z'"),
+    (lambda d: d["state"].pop("b_vel"), "lacks state variable 'b_vel'"),
+    (lambda d: d["state"].update(w_extra=np.zeros(3)), "unknown state variable 'w_extra'"),
+    (lambda d: d["state"].update(w_vel=np.zeros(4)), "state variable 'w_vel' has shape"),
+    (lambda d: d["params"].update(w=np.zeros(3, "float32")), "parameter 'w' has shape"),
+    (lambda d: d["hyperparameters"].update(learning_rte=0.1), "learning_rte"),
+    (lambda d: d["hyperparameters"].update(momentum=2.0), "invalid momentum"),
+])
+def test_mismatched_state_is_refused_and_changes_nothing(breakage, message):
+    opt, (w, b), _ = trained()
+    good = opt.state_dict()
+    bad = opt.state_dict()
+    breakage(bad)
+    # change the live values so that a partial load would show
+    w.set_value(w.get_value() + 5)
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(bad)
+    after = opt.state_dict()
+    np.testing.assert_array_equal(after["params"]["w"], before["params"]["w"])
+    for name in before["state"]:
+        np.testing.assert_array_equal(after["state"][name], before["state"][name])
+    assert after["counters"] == before["counters"]
+    assert after["hyperparameters"] == before["hyperparameters"]
+    assert not np.array_equal(after["params"]["w"], good["params"]["w"])
+
+
+def test_save_and_load_file(tmp_path):
+    opt, (w, b), data = trained()
+    path = tmp_path / "run.npz"
+    opt.save(path, datasets={"train": data})
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left
+    header, state = checkpoint.read(path)
+    assert header["algorithm"] == "RMSProp" and header["downhill"] == downhill.__version__
+    loss, (w2, b2), X, y = regression()
+    fresh = downhill.build("rmsprop", loss)
+    fresh.load(path)
+    np.testing.assert_array_equal(w2.get_value(), w.get_value())
+    assert fresh.momentum.eval() == 0.5
+
+
+def test_truncated_or_corrupt_file_gives_clear_error_and_keeps_params(tmp_path):
+    opt, (w, b), _ = trained()
+    path = tmp_path / "run.npz"
+    opt.save(path)
+    blob = path.read_bytes()
+    loss, (w2, b2), X, y = regression()
+    fresh = downhill.build("rmsprop", loss)
+    w2.set_value(np.array([7.0, 8.0, 9.0]))
+    for name, content in [("cut.npz", blob[: len(blob) // 2]),
+                          ("junk.npz", b"not a checkpoint at all"),
+                          ("flip.npz", blob[:100] + bytes(200) + blob[300:])]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match="truncated or corrupt|not a downhill|incomplete"):
+            fresh.load(bad)
+        np.testing.assert_array_equal(w2.get_value(), [7.0, 8.0, 9.0])
+    with pytest.raises(ValueError, match="does not exist"):
+        fresh.load(tmp_path / "missing.npz")
+    sgd = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match="holds a RMSProp state"):
+        sgd.load(path)
+
+
+def test_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    opt, (w, b), _ = trained()
+    path = tmp_path / "run.npz"
+    opt.save(path)
+    old = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        opt.save(path)
+    assert path.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
+
+
+def resumable(seed=0):
+    """RMSProp with momentum on shuffled mini-batches; validation loss falls steadily."""
+    loss, params, X, y = regression(n=80, seed=seed)
+    opt = downhill.build("rmsprop", loss, monitors={"w0": params[0][0]})
+    train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")
+    valid = downhill.Dataset([X, y], batch_size=40, rng=8, name="valid")
+    return opt, params, train, valid
+
+
+SETTINGS = dict(learning_rate=0.003, momentum=0.5, validate_every=1, patience=3)
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    n = 4
+    opt, params, train, valid = resumable()
+    straight = list(opt.iterate(train, valid, max_updates=2 * n, **SETTINGS))
+    one_go = opt.state_dict()
+
+    first, params1, train1, valid1 = resumable()
+    part1 = list(first.iterate(train1, valid1, max_updates=n, **SETTINGS))
+    path = tmp_path / "half.npz"
+    first.save(path, datasets={"train": train1, "valid": valid1})
+
+    second, params2, train2, valid2 = resumable()
+    second.load(path, datasets={"train": train2, "valid": valid2})
+    part2 = list(second.iterate(train2, valid2, max_updates=n))
+    resumed = second.state_dict()
+
+    assert part1 + part2 == straight
+    for name in one_go["params"]:
+        np.testing.assert_array_equal(resumed["params"][name], one_go["params"][name])
+    for name in one_go["state"]:
+        np.testing.assert_array_equal(resumed["state"][name], one_go["state"][name])
+    assert resumed["counters"] == one_go["counters"]
+    stop, stop2 = one_go["early_stopping"], resumed["early_stopping"]
+    assert stop["best_loss"] == stop2["best_loss"] and stop["best_iteration"] == 2 * n
+
+
+def test_iterate_checkpoint_and_resume(tmp_path):
+    n = 4
+    opt, params, train, valid = resumable()
+    straight = list(opt.iterate(train, valid, max_updates=2 * n, **SETTINGS))
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = resumable()
+    part1 = list(first.iterate(train1, valid1, max_updates=n, checkpoint=path,
+                               checkpoint_every=2, **SETTINGS))
+    assert path.exists()
+    second, params2, train2, valid2 = resumable()
+    part2 = list(second.iterate(train2, valid2, max_updates=n, checkpoint=path, resume=True))
+    assert part1 + part2 == straight
+    np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
+
+
+def test_checkpoint_every_writes_during_the_run(tmp_path):
+    path = tmp_path / "run.npz"
+    opt, params, train, valid = resumable()
+    iterations = []
+    for _ in opt.iterate(train, valid, max_updates=5, checkpoint=path, checkpoint_every=2,
+                         **SETTINGS):
+        if path.exists():
+            iterations.append(checkpoint.read(path)[1]["counters"]["iteration"])
+    assert iterations == [2, 2, 4, 4]
+    assert checkpoint.read(path)[1]["counters"]["iteration"] == 5  # saved on exit
+
+
+def test_checkpoint_arguments_are_checked():
+    opt, params, train, valid = resumable()
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        opt.iterate(train, resume=True)
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint"):
+        opt.iterate(train, checkpoint_every=3)
+    with pytest.raises(ValueError, match="invalid checkpoint_every"):
+        opt.iterate(train, checkpoint="x.npz", checkpoint_every=-1)
+
+
+def test_resume_without_a_file_starts_fresh(tmp_path):
+    path = tmp_path / "new.npz"
+    opt, params, train, valid = resumable()
+    results = list(opt.iterate(train, valid, max_updates=2, checkpoint=path, resume=True,
+                               **SETTINGS))
+    assert len(results) == 2 and path.exists()
+
+
+# ----------------------------------------------------------------------
+# NaN policy
+
+
+def poisoned(bad_calls, dtype="float64"):
+    """A regression whose callable dataset returns a NaN target on some calls."""
+    loss, params, X, y = regression(dtype)
+    calls = {"n": 0}
+
+    def batches():
+        calls["n"] += 1
+        i = (calls["n"] * 8) % 64
+        t = y[i:i + 8].copy()
+        if calls["n"] in bad_calls:
+            t[0] = np.nan
+        return [X[i:i + 8], t]
+
+    return loss, params, X, y, batches, calls
+
+
+def test_default_raises_and_restores_best():
+    loss, (w, b), X, y, batches, calls = poisoned({6})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=4)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        opt.minimize(data, valid=[X, y], learning_rate=0.05, validate_every=1)
+    assert np.isfinite(w.get_value()).all()
+    np.testing.assert_array_equal(w.get_value(), opt._best_params[0])
+
+
+def test_stop_returns_normally_and_logs(caplog):
+    loss, (w, b), X, y, batches, calls = poisoned({6})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=4)
+    with caplog.at_level(logging.ERROR, logger="downhill"):
+        train, valid = opt.minimize(data, valid=[X, y], learning_rate=0.05, validate_every=1,
+                                    on_nonfinite="stop")
+    assert any("non-finite" in r.message for r in caplog.records)
+    assert np.isfinite(w.get_value()).all()
+    assert opt.evaluate([X, y])["loss"] == valid["loss"]
+
+
+def test_skip_discards_the_bad_step_exactly():
+    loss, (w, b), X, y, batches, calls = poisoned({3})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=4)
+    train, _ = opt.minimize(data, valid=[X, y], learning_rate=0.05, max_updates=1,
+                            on_nonfinite="skip")
+    # reference: the same batches, batch 3 left out
+    pw, pb = np.zeros(3), 0.0
+    for k in (1, 2, 4):
+        i = (k * 8) % 64
+        gw, gb = reg_grad(X[i:i + 8], y[i:i + 8], pw, pb)
+        pw, pb = pw - 0.05 * gw, pb - 0.05 * gb
+    np.testing.assert_allclose(w.get_value(), pw, rtol=1e-12)
+    assert math.isfinite(train["loss"])
+
+
+def test_skip_gives_up_after_max_skips_in_a_row():
+    loss, (w, b), X, y, batches, calls = poisoned({3, 4, 5})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=8)
+    with pytest.raises(FloatingPointError):
+        opt.minimize(data, valid=[X, y], learning_rate=0.05, max_updates=1,
+                     on_nonfinite="skip", max_skips=2)
+    assert np.isfinite(w.get_value()).all()
+    loss, (w, b), X, y, batches, calls = poisoned({3, 4, 5})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=8)
+    opt.minimize(data, valid=[X, y], learning_rate=0.05, max_updates=1,
+                 on_nonfinite="skip", max_skips=3)
+    assert np.isfinite(w.get_value()).all()
+
+
+def test_skip_catches_a_non_finite_gradient_with_finite_loss():
+    w = pytensor.shared(np.array([1.0, 0.0]), name="w")
+    # d/dw sqrt(w^2) at w = 0 is nan in PyTensor's graph; the loss is finite
+    loss = pt.sqrt(w[1] ** 2) + (w[0] - 3) ** 2
+    opt = downhill.build("sgd", loss)
+    opt.minimize(None, max_updates=2, learning_rate=0.1, on_nonfinite="skip", max_skips=5)
+    assert np.isfinite(w.get_value()).all()
+    assert w.get_value()[1] == 0.0
+
+
+def test_bad_nonfinite_policy_is_refused():
+    loss, params, X, y = regression()
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match="invalid on_nonfinite: 'ignore'.*'raise', 'stop', 'skip'"):
+        opt.iterate([X, y], on_nonfinite="ignore")
