@@ -18,8 +18,14 @@ class RMSProp(Optimizer):
         Half-life, in updates, of the moving averages (> 0).
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under the square root (>= 0).
-    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.base.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
+        early stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     Notes
     -----

@@ -197,6 +197,12 @@ class Dataset:
     def load_state_dict(self, state):
         """Restore a state from :meth:`state_dict`.
 
+        Parameters
+        ----------
+        state : dict
+            A state from :meth:`state_dict` of a dataset with the same
+            samples and batch size.
+
         Raises
         ------
         ValueError
@@ -278,7 +284,18 @@ class Dataset:
         return array[tuple(index)]
 
     def batch_weight(self, batch):
-        """Number of samples in a batch (1 for a batch without arrays)."""
+        """Number of samples in a batch (1 for a batch without arrays).
+
+        Parameters
+        ----------
+        batch : list of arrays
+            A batch this dataset produced.
+
+        Returns
+        -------
+        int
+            Its size along the batch axis (axis 0 for a callable's batches).
+        """
         if not batch:
             return 1
         first = batch[0]

@@ -10,6 +10,17 @@ __all__ = ["SGD", "NAG"]
 class SGD(Optimizer):
     r"""Stochastic gradient descent, with optional (Nesterov) momentum.
 
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.base.Optimizer`.
+    **hyperparameters
+        Defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
+        early stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
+
     Notes
     -----
     The step is the gradient :math:`g` scaled by the learning rate
@@ -66,6 +77,17 @@ class NAG(SGD):
 
     With ``momentum=0`` (the default) this is plain SGD, so give a
     momentum, e.g. ``momentum=0.9``. Passing ``nesterov=False`` is an error.
+
+    Parameters
+    ----------
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.base.Optimizer`.
+    **hyperparameters
+        Defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
+        early stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     References
     ----------

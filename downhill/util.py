@@ -122,8 +122,15 @@ def find_inputs_and_params(*outputs):
 def halflife_to_decay(halflife):
     r"""Convert a half-life into an exponential decay rate.
 
-    :math:`\gamma = e^{-\ln 2 / h}`, so that a value's weight halves every
-    :math:`h` steps.
+    Parameters
+    ----------
+    halflife : float
+        Number of steps :math:`h` after which a value's weight halves.
+
+    Returns
+    -------
+    float
+        :math:`\gamma = e^{-\ln 2 / h}`.
     """
     return math.exp(-math.log(2) / halflife)
 
@@ -260,11 +267,35 @@ class Hyper:
         return value
 
     def shared_value(self, value):
-        """The number stored in this hyperparameter's shared scalar."""
+        """The number stored in this hyperparameter's shared scalar.
+
+        Parameters
+        ----------
+        value : float
+            A validated value.
+
+        Returns
+        -------
+        float
+            ``transform(value)`` if a transform is declared, else ``value``.
+        """
         return self.transform(value) if self.transform else value
 
     def structure(self, value):
-        """The part of a value that decides the graph's shape, or None."""
+        """The part of a value that decides the graph's shape.
+
+        Parameters
+        ----------
+        value : object
+            A validated value.
+
+        Returns
+        -------
+        object or None
+            The value itself (structural), whether it is non-zero or a
+            schedule (switch), the declared function's result, or None when
+            the value does not change the graph.
+        """
         if callable(self.structural):
             return self.structural(value)
         if self.structural:
