@@ -51,7 +51,8 @@ class Dataset:
         Batches per iteration. Default: one full pass over the arrays, or
         ``len(inputs)`` for a callable that has a length, else 100.
     axis : int, optional
-        The axis along which samples are stacked. Default 0.
+        The axis along which samples are stacked. Default 0. A negative
+        axis counts from the last axis of each input, as in numpy.
     rng : int or numpy.random.Generator, optional
         Seed or generator for the shuffling.
 
@@ -104,7 +105,7 @@ class Dataset:
         arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
         lengths = []
         for i, a in enumerate(arrays):
-            if a.ndim <= axis:
+            if not -a.ndim <= axis < a.ndim:
                 raise ValueError(
                     f"input {i} has shape {a.shape}: it has no axis {axis} to batch along")
             if a.shape[axis] == 0:
@@ -185,15 +186,16 @@ class Dataset:
             if isinstance(a, np.ndarray):
                 out = self._buffers[i]
                 if out is None:
-                    out = self._buffers[i] = np.empty_like(a, order="C" if self.axis == 0 else "K")
+                    out = self._buffers[i] = np.empty_like(
+                        a, order="C" if self.axis % a.ndim == 0 else "K")
                 np.take(a, perm, axis=self.axis, out=out)
-            elif self.axis == 0:
+            elif self.axis % a.ndim == 0:
                 self._buffers[i] = a[perm]
             else:
                 self._buffers[i] = a[:, perm]
 
     def _slice(self, array, start):
-        index = [slice(None)] * (self.axis + 1)
+        index = [slice(None)] * array.ndim
         index[self.axis] = slice(start, start + self.batch_size)
         return array[tuple(index)]
 
