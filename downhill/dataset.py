@@ -170,8 +170,9 @@ class Dataset:
                 log.debug("%s: casting input %d from %s to %s", self.name, i, a.dtype, dtype)
                 self._arrays[i] = a.astype(dtype)
                 changed = True
-        if changed:
-            self._buffers = None
+        if changed and self._buffers is not None and self._buffers is not self._arrays:
+            # cast the current pass's permuted buffers too, so the pass goes on
+            self._buffers = [b.astype(a.dtype) for a, b in zip(self._arrays, self._buffers)]
 
     def _shuffle(self):
         """Start a new pass: permute the samples into the owned buffers."""

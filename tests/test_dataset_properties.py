@@ -132,6 +132,29 @@ def test_sparse_inputs_align_with_dense(n, batch_size, axis, fmt, seed):
             np.sort(np.concatenate(seen[start:start + per_pass])), np.arange(n))
 
 
+@settings(max_examples=60, deadline=None)
+@given(datasets(), st.integers(1, 6), st.integers(0, 20), st.integers(0, 2 ** 32 - 1))
+def test_conform_casting_mid_pass_keeps_the_pass(args, iteration_size, before, seed):
+    """A dataset conformed to float32 inputs after some batches (e.g. shared by a
+    float64 and a float32 model) finishes its pass with every sample once."""
+    n, arrays, axis, batch_size = args
+    ds = Dataset(arrays, batch_size=batch_size, iteration_size=iteration_size, axis=axis,
+                 rng=seed)
+    seen = []
+    it = (b for _ in range(100) for b in ds)
+    for _ in range(before):
+        seen.append(samples_of(next(it), axis))
+    ds.conform([pt.TensorType("float32", shape=(None,) * a.ndim)() for a in arrays])
+    per_pass = batches_per_pass(n, batch_size)
+    while len(seen) < 2 * per_pass + before:
+        batch = next(it)
+        assert all(part.dtype == np.float32 for part in batch)
+        seen.append(samples_of(batch, axis))
+    for start in range(0, len(seen) - per_pass + 1, per_pass):
+        np.testing.assert_array_equal(
+            np.sort(np.concatenate(seen[start:start + per_pass])), np.arange(n))
+
+
 @pytest.mark.parametrize("axis", [2, -3])
 def test_axis_out_of_range(axis):
     with pytest.raises(ValueError, match=f"has no axis {axis} to batch along"):
