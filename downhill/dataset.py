@@ -69,6 +69,12 @@ class Dataset:
     of that buffer: along axis 0 of a C-contiguous array they are views, so
     nothing is copied per batch. With one batch covering everything, the
     arrays are passed as they are.
+
+    .. warning::
+        The next pass permutes into the same buffer, so a batch's contents
+        change once the pass it came from is over. Use each batch before
+        asking for the next pass's (the training loop does), or copy it:
+        ``list(dataset)`` over more than one pass does not keep the data.
     """
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None,

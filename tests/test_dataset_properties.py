@@ -159,3 +159,18 @@ def test_conform_casting_mid_pass_keeps_the_pass(args, iteration_size, before, s
 def test_axis_out_of_range(axis):
     with pytest.raises(ValueError, match=f"has no axis {axis} to batch along"):
         Dataset([np.zeros((4, 5))], axis=axis)
+
+
+
+def test_kept_batches_are_views_of_the_pass_buffer():
+    """What the warning in Dataset's docstring says: a batch kept past its pass
+    changes when the next pass permutes into the same buffer; a copy does not."""
+    ds = Dataset([indexed(6, (6,), 0, 0)], batch_size=3, rng=1)
+    batches = iter(ds)            # iteration_size 2: one pass
+    kept = next(batches)[0]
+    copied = kept.copy()
+    next(batches)
+    np.testing.assert_array_equal(kept, copied)   # unchanged within its pass
+    next(iter(ds))                # the next pass starts
+    assert not np.array_equal(kept, copied)       # seed 1: its first batch differs
+    assert kept.base is not None and copied.base is None
