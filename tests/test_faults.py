@@ -223,3 +223,27 @@ def test_exception_during_validation_keeps_best(compiled):
     np.testing.assert_array_equal(w.get_value(), best)
     assert not np.array_equal(best, snapshots[5])
     check_continues(opt, "rmsprop", w, X, Y, Xv, Yv, best, state_values(opt), compiled)
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt, RuntimeError])
+@pytest.mark.parametrize("when", ["set after build", "set between runs"])
+def test_fault_in_first_validation_keeps_the_current_parameters(fault, when):
+    """Nothing is trained before the first validation of a run, so a fault
+    there (Ctrl-C during a long first validation is the common case) must
+    leave the parameters as the caller set them, not bring back the best
+    parameters of an earlier run or of the optimizer's construction."""
+    opt, w, X, Y, Xv, Yv = make("rmsprop")
+    if when == "set between runs":
+        opt.minimize([X, Y], [Xv, Yv], batch_size=16, max_updates=3, **HYPERS["rmsprop"])
+    mine = np.array([0.25, 0.5, 0.75])       # e.g. pretrained values loaded by the caller
+    w.set_value(mine.copy())
+    valid = downhill.Dataset(Batches(Xv, Yv, len(Yv), fault_at=1, fault=fault),
+                             iteration_size=1)
+    try:
+        for _ in opt.iterate([X, Y], valid, batch_size=16, **HYPERS["rmsprop"]):
+            pytest.fail("no iteration can run: the first validation fails")
+    except RuntimeError:
+        assert fault is RuntimeError
+    except KeyboardInterrupt:   # a failure, reported as such
+        pytest.fail("KeyboardInterrupt escaped the training loop")
+    np.testing.assert_array_equal(w.get_value(), mine)
