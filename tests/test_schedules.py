@@ -282,3 +282,48 @@ def test_repr_names_the_arguments():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ----------------------------------------------------------------------
+# the example script that plots them
+
+def load_example():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "schedules.py"
+    spec = importlib.util.spec_from_file_location("schedules_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_curves():
+    example = load_example()
+    values, (valid_at, valid_loss) = example.curves(200, 0.3)
+    assert len(values) == 4 and all(v.shape == (200,) for v in values.values())
+    cosine = values["CosineWithWarmup(warmup=20, total=200)"]
+    np.testing.assert_allclose(cosine, [cosine_reference(n, 0.3, 20, 200, 0.0)
+                                        for n in range(200)], rtol=1e-13, atol=1e-17)
+    step = values["StepDecay(factor=0.5, every=50)"]
+    np.testing.assert_array_equal(step, 0.3 * 0.5 ** (np.arange(200) // 50))
+    plateau = next(v for k, v in values.items() if k.startswith("ReduceOnPlateau"))
+    assert plateau[0] == 0.3 and (np.diff(plateau) <= 0).all() and plateau[-1] < 0.3
+    np.testing.assert_array_equal(valid_at, np.arange(0, 200, 5))
+    assert valid_loss.shape == (40,)
+
+
+def test_example_writes_a_png(tmp_path):
+    from click.testing import CliRunner
+    import matplotlib.image
+
+    example = load_example()
+    out = tmp_path / "s.png"
+    result = CliRunner().invoke(example.main, ["--updates", "120", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(out)
+    assert image.shape == (600, 800, 4)
+    assert image[..., :3].std() > 0.05        # not a blank canvas
+    bad = CliRunner().invoke(example.main, ["--updates", "5", "--output", str(out)])
+    assert bad.exit_code == 2 and "Invalid value for '--updates'" in bad.output
