@@ -174,3 +174,33 @@ def test_kept_batches_are_views_of_the_pass_buffer():
     next(iter(ds))                # the next pass starts
     assert not np.array_equal(kept, copied)       # seed 1: its first batch differs
     assert kept.base is not None and copied.base is None
+
+
+class Counter:
+    """A callable dataset counting its calls (no len(); see Sized)."""
+
+    def __init__(self, length=None):
+        self.calls = 0
+        self.length = length
+
+    def __call__(self):
+        self.calls += 1
+        return [np.full((2, 1), float(self.calls))]
+
+
+class Sized(Counter):
+    def __len__(self):
+        return self.length
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.one_of(st.none(), st.integers(1, 50)), st.one_of(st.none(), st.integers(1, 9)))
+def test_callable_iteration_size(length, iteration_size):
+    source = Counter() if length is None else Sized(length)
+    ds = Dataset(source, iteration_size=iteration_size)
+    want = iteration_size or (100 if length is None else length)
+    assert ds.iteration_size == want
+    for k in range(1, 3):
+        calls = [float(b[0][0, 0]) for b in ds]
+        assert calls == [float(c) for c in range((k - 1) * want + 1, k * want + 1)]
+        assert source.calls == k * want
