@@ -106,6 +106,7 @@ def check_continues(opt, algo, w, X, Y, Xv, Yv, best, state_before, compiled):
     else:
         want = best + hypers["momentum"] * state["w_vel"] - hypers["learning_rate"] * g
     before = compiled[0]
+    assert before > 0, "the counter must see the first run's compilations"
     it = opt.iterate([X, Y], [Xv, Yv], max_updates=1, batch_size=0, validate_every=1,
                      patience=100, **hypers)
     next(it)
