@@ -6,6 +6,7 @@ for finer control (``opt.iterate(...)``, ``opt.get_updates()``).
 
 import logging
 
+from . import checkpoint, schedules
 from .adaptive import RMSProp
 from .base import ALGORITHMS, Optimizer, build, register
 from .dataset import Dataset
@@ -15,7 +16,7 @@ __version__ = "0.5.0"
 
 __all__ = [
     "ALGORITHMS", "Dataset", "NAG", "Optimizer", "RMSProp", "SGD",
-    "build", "minimize", "register", "__version__",
+    "build", "checkpoint", "minimize", "register", "schedules", "__version__",
 ]
 
 logging.getLogger("downhill").addHandler(logging.NullHandler())

@@ -385,7 +385,10 @@ class Optimizer:
                 f"the schedule given for {hyper.name} failed at update "
                 f"{self._updates_done}: {error!r}") from error
         try:
-            return hyper.validate(float(value))
+            value = float(value)
+            if value == hyper.low and hyper.low_open:
+                return value  # e.g. a learning rate warming up from 0
+            return hyper.validate(value)
         except (TypeError, ValueError):
             raise ValueError(
                 f"the schedule given for {hyper.name} returned {value!r} at update "
@@ -1100,6 +1103,8 @@ class Optimizer:
         else:
             self._run_start = self._iteration
             self._best_loss = math.inf
+            self._best_iter = self._iteration
+            self._best_params = [p.get_value() for p in self._params]
             self._fails = 0
             self._fresh_validation = False
         self._skips = 0

@@ -52,7 +52,8 @@ class Dataset:
         Batches per iteration. Default: one full pass over the arrays, or
         ``len(inputs)`` for a callable that has a length, else 100.
     axis : int, optional
-        The axis along which samples are stacked. Default 0.
+        The axis along which samples are stacked. Default 0. A negative
+        axis counts from the last axis of each input, as in numpy.
     rng : int or numpy.random.Generator, optional
         Seed or generator for the shuffling.
 
@@ -69,6 +70,12 @@ class Dataset:
     of that buffer: along axis 0 of a C-contiguous array they are views, so
     nothing is copied per batch. With one batch covering everything, the
     arrays are passed as they are.
+
+    .. warning::
+        The next pass permutes into the same buffer, so a batch's contents
+        change once the pass it came from is over. Use each batch before
+        asking for the next pass's (the training loop does), or copy it:
+        ``list(dataset)`` over more than one pass does not keep the data.
     """
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None,
@@ -105,7 +112,7 @@ class Dataset:
         arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
         lengths = []
         for i, a in enumerate(arrays):
-            if a.ndim <= axis:
+            if not -a.ndim <= axis < a.ndim:
                 raise ValueError(
                     f"input {i} has shape {a.shape}: it has no axis {axis} to batch along")
             if a.shape[axis] == 0:
@@ -173,9 +180,12 @@ class Dataset:
                 self._arrays[i] = a.astype(dtype)
                 changed = True
         if changed:
-            self._buffers = None
+            # rebuild the current pass from the cast arrays, so the pass goes on
             if self._perm is not None:
+                self._buffers = None
                 self._permute(self._perm)
+            elif self._buffers is not None:
+                self._buffers = self._arrays
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -271,15 +281,16 @@ class Dataset:
             if isinstance(a, np.ndarray):
                 out = self._buffers[i]
                 if out is None:
-                    out = self._buffers[i] = np.empty_like(a, order="C" if self.axis == 0 else "K")
+                    out = self._buffers[i] = np.empty_like(
+                        a, order="C" if self.axis % a.ndim == 0 else "K")
                 np.take(a, perm, axis=self.axis, out=out)
-            elif self.axis == 0:
+            elif self.axis % a.ndim == 0:
                 self._buffers[i] = a[perm]
             else:
                 self._buffers[i] = a[:, perm]
 
     def _slice(self, array, start):
-        index = [slice(None)] * (self.axis + 1)
+        index = [slice(None)] * array.ndim
         index[self.axis] = slice(start, start + self.batch_size)
         return array[tuple(index)]
 

@@ -8,13 +8,15 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     text = (ROOT / "README.rst").read_text()
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace = {}
     for block in blocks:
         code = "\n".join(line[3:] for line in block.splitlines())
         exec(compile(code, "README.rst", "exec"), namespace)
     assert namespace["valid"]["loss"] < 0.05
     assert np.isfinite(namespace["u"].get_value()).all()
+    assert (tmp_path / "run.npz").exists()

@@ -582,3 +582,38 @@ def test_bad_nonfinite_policy_is_refused():
     opt = downhill.build("sgd", loss)
     with pytest.raises(ValueError, match="invalid on_nonfinite: 'ignore'.*'raise', 'stop', 'skip'"):
         opt.iterate([X, y], on_nonfinite="ignore")
+
+
+def test_ready_schedules_drive_the_loop_and_resume_with_their_state(tmp_path):
+    from downhill.schedules import CosineWithWarmup, ReduceOnPlateau
+
+    # warm-up from 0: a scheduled learning rate of exactly 0 is accepted
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    cosine = CosineWithWarmup(peak=0.05, warmup=4, total=20)
+    opt.minimize([X, y], batch_size=16, max_updates=1, learning_rate=cosine)
+    assert opt.learning_rate.eval() == pytest.approx(0.05 * 3 / 4)
+
+    # plateau: the loss of a tiny learning rate stalls, so the value drops
+    def run(schedule, iterations, path=None, resume=False):
+        loss, params, X, y = regression()
+        opt = downhill.build("sgd", loss)
+        data = downhill.Dataset([X, y], batch_size=0)
+        results = list(opt.iterate(data, max_updates=iterations, learning_rate=schedule,
+                                   validate_every=1, patience=100,
+                                   checkpoint=path, resume=resume))
+        return opt, results, params
+
+    straight = ReduceOnPlateau(0.01, factor=0.5, patience=1, min_improvement=0.5)
+    opt, results, params = run(straight, 6)
+    assert straight.reductions > 0
+    assert opt.learning_rate.eval() < 0.01  # the last updates used a reduced rate
+
+    path = tmp_path / "plateau.npz"
+    first = ReduceOnPlateau(0.01, factor=0.5, patience=1, min_improvement=0.5)
+    _, part1, _ = run(first, 3, path)
+    second = ReduceOnPlateau(0.01, factor=0.5, patience=1, min_improvement=0.5)
+    _, part2, params2 = run(second, 3, path, resume=True)
+    assert second.state_dict() == straight.state_dict()
+    assert part1 + part2 == results
+    np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
