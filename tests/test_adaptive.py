@@ -228,9 +228,12 @@ def test_reference_defaults(algo, hyper, make):
 
 @pytest.mark.parametrize("algo,hyper,make", CASES[:4] + CASES[6:],
                          ids=["rprop", "adagrad", "adadelta", "esgd", "adam"])
-def test_huge_clip_limits_equal_no_clipping(algo, hyper, make):
+def test_equivalences(algo, hyper, make):
+    # huge clip limits equal no clipping; momentum 0 (even with Nesterov)
+    # equals the plain step: each matches the unclipped, momentum-free reference
     check(algo, hyper, make, dict(max_gradient_norm=1e30))
     check(algo, hyper, make, dict(max_gradient_elem=1e30))
+    check(algo, hyper, make, dict(momentum=0.0, nesterov=True))
 
 
 @pytest.mark.parametrize("algo,hyper,make", CASES[:4] + CASES[6:],
@@ -609,3 +612,13 @@ def test_esgd_passing_seed_reseeds_and_omitting_it_continues():
         fn()
         again.append(w.get_value())
     np.testing.assert_array_equal(np.array(again), first)
+
+
+@pytest.mark.parametrize("method", ["rop", "lop", "grad"])
+def test_esgd_zero_hessian(method):
+    # a loss linear in w: Hv = 0, so D = 0 and the step is lr * g / eps
+    w = pytensor.shared(np.zeros(3), name="w")
+    opt = downhill.ESGD((w * np.array([1.0, 2.0, 3.0])).sum(), hv_method=method)
+    fn = compile_step(opt, learning_rate=1e-9, rms_regularizer=1e-3)
+    fn()
+    np.testing.assert_allclose(w.get_value(), [-1e-6, -2e-6, -3e-6], rtol=1e-12)
