@@ -7,7 +7,7 @@ for finer control (``opt.iterate(...)``, ``opt.get_updates()``).
 import logging
 
 from . import checkpoint, schedules
-from .adaptive import RMSProp
+from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
 from .base import ALGORITHMS, Optimizer, build, register
 from .dataset import Dataset
 from .first_order import NAG, SGD
@@ -15,7 +15,8 @@ from .first_order import NAG, SGD
 __version__ = "0.5.0"
 
 __all__ = [
-    "ALGORITHMS", "Dataset", "NAG", "Optimizer", "RMSProp", "SGD",
+    "ADADELTA", "ADAGRAD", "ALGORITHMS", "Adam", "Dataset", "ESGD", "NAG", "Optimizer",
+    "RMSProp", "RProp", "SGD",
     "build", "checkpoint", "minimize", "register", "schedules", "__version__",
 ]
 

@@ -1,11 +1,14 @@
 """Optimizers that adapt the step size per parameter element."""
 
+import numpy as np
+import pytensor
 import pytensor.tensor as pt
+from pytensor.gradient import pullback, pushforward
 
 from .base import Optimizer, register
 from .util import Hyper, as_float, halflife_to_decay
 
-__all__ = ["RMSProp"]
+__all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
 
 
 @register
@@ -81,3 +84,427 @@ class RMSProp(Optimizer):
         rms = pt.sqrt(var + self._hyper("epsilon", param))
         delta = self._hyper("learning_rate", param) * grad / rms
         return delta, [(f, f_new), (s, s_new)]
+
+
+@register
+class RProp(Optimizer):
+    r"""Resilient backpropagation: steps of a per-element size, signs only.
+
+    Parameters
+    ----------
+    rprop_increase : float, default 1.01
+        :math:`\eta^+`, factor growing the step size where the gradient kept
+        its sign (>= 1).
+    rprop_decrease : float, default 0.99
+        :math:`\eta^-`, factor shrinking the step size where the gradient
+        changed sign (0 < x <= 1).
+    rprop_min_step : float, default 0
+        :math:`\Delta_{min}`, smallest step size (>= 0, at most
+        ``rprop_max_step``).
+    rprop_max_step : float, default 100
+        :math:`\Delta_{max}`, largest step size (> 0).
+    learning_rate
+        The initial step size :math:`\Delta_0` of every element; see the
+        note below.
+    momentum, nesterov, max_gradient_norm, max_gradient_elem
+        As for every :class:`~downhill.base.Optimizer`.
+
+    Notes
+    -----
+    The iRprop- variant of Igel and Hüsken (2000). Each element of the
+    parameter has its own step size :math:`\Delta`, which grows while the
+    gradient :math:`g` keeps its sign and shrinks when it flips; only the
+    sign of the gradient is used. With :math:`\tau = g \, g_{prev}`
+    (elementwise):
+
+    .. math::
+        \Delta &\leftarrow \mathrm{clip}\left(
+            \begin{cases}
+            \eta^+ \Delta & \tau > 0 \\
+            \eta^- \Delta & \tau < 0 \\
+            \Delta & \tau = 0
+            \end{cases}, \Delta_{min}, \Delta_{max}\right) \\
+        \tilde g &= \begin{cases} 0 & \tau < 0 \\ g & \text{otherwise}
+            \end{cases} \\
+        g_{prev} &\leftarrow \tilde g \\
+        \delta &= \mathrm{sign}(\tilde g)\, \Delta
+
+    so where the sign flipped the element does not move this step, and the
+    next step treats it as a fresh start (:math:`\tau = 0`).
+
+    Symbols in the code: :math:`g_{prev}` is the state ``NAME_grad``,
+    :math:`\Delta` the state ``NAME_step``, :math:`\tau` ``test``,
+    :math:`\tilde g` ``grad_used``, :math:`\eta^\pm` the shared scalars
+    ``step_increase`` and ``step_decrease``, :math:`\Delta_{min}` and
+    :math:`\Delta_{max}` ``min_step`` and ``max_step``. The step
+    :math:`\delta` then goes through the base class's momentum, if any.
+
+    .. note::
+        The step sizes start at the ``learning_rate`` in force when the
+        step graph is first built (the first :meth:`get_updates`,
+        :meth:`iterate` or :meth:`minimize` call), as in the original
+        downhill; after that ``learning_rate`` has no effect, the step sizes
+        being state that carries over between calls.
+
+    References
+    ----------
+    .. [1] M. Riedmiller and H. Braun (1993). A direct adaptive method for
+       faster backpropagation learning: the RPROP algorithm. IEEE
+       International Conference on Neural Networks, 586-591.
+    .. [2] C. Igel and M. Hüsken (2000). Improving the Rprop learning
+       algorithm. Second International Symposium on Neural Computation,
+       115-121: the iRprop- variant (Rprop without weight-backtracking, the
+       stored derivative set to 0 after a sign change).
+    """
+
+    HYPERS = (
+        Hyper("rprop_increase", 1.01, "step size factor where the gradient keeps its sign",
+              low=1, shared="step_increase"),
+        Hyper("rprop_decrease", 0.99, "step size factor where the gradient flips its sign",
+              low=0, high=1, low_open=True, shared="step_decrease"),
+        Hyper("rprop_min_step", 0.0, "smallest step size", low=0, shared="min_step"),
+        Hyper("rprop_max_step", 100.0, "largest step size",
+              low=0, low_open=True, shared="max_step"),
+    )
+
+    def _configure(self, given):
+        values = dict(self._defaults)
+        values.update(self._check_hypers(given))
+        if values["rprop_min_step"] > values["rprop_max_step"]:
+            raise ValueError(
+                f"invalid rprop_min_step: {values['rprop_min_step']!r} (must be <= "
+                f"rprop_max_step, which is {values['rprop_max_step']!r})")
+        return super()._configure(given)
+
+    def _step(self, param, grad):
+        one = as_float(1, param.dtype)
+        zero = as_float(0, param.dtype)
+        grad_prev = self._state_like(param, "grad")
+        step = self._state_like(param, "step", value=self._values["learning_rate"])
+        test = grad * grad_prev
+        factor = pt.switch(test > zero, self._hyper("step_increase", param),
+                           pt.switch(test < zero, self._hyper("step_decrease", param), one))
+        step_new = pt.clip(step * factor, self._hyper("min_step", param),
+                           self._hyper("max_step", param))
+        grad_used = pt.switch(test < zero, zero, grad)
+        delta = pt.sign(grad_used) * step_new
+        return delta, [(grad_prev, grad_used), (step, step_new)]
+
+
+@register
+class ADAGRAD(Optimizer):
+    r"""ADAGRAD: scale steps by the root of the summed squared gradients.
+
+    Parameters
+    ----------
+    rms_regularizer : float, default 1e-8
+        :math:`\epsilon`, added under the square root (>= 0).
+    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
+        As for every :class:`~downhill.base.Optimizer`.
+
+    Notes
+    -----
+    The diagonal form of Duchi et al. (2011). The sum :math:`G` of the
+    squared gradients :math:`g` only grows, so the steps shrink over time:
+
+    .. math::
+        G &\leftarrow G + g^2 \\
+        \delta &= \frac{\alpha\, g}{\sqrt{G + \epsilon}}
+
+    Symbols in the code: :math:`G` is the state ``NAME_g2_acc``,
+    :math:`\epsilon` the shared scalar ``epsilon``, :math:`\alpha`
+    ``learning_rate``. The step :math:`\delta` then goes through the base
+    class's momentum, if any.
+
+    .. warning::
+        :math:`\epsilon` sits *inside* the square root, as in the original
+        downhill's code (its docstring put it outside).
+        ``torch.optim.Adagrad`` and ``optax.adagrad`` add eps *outside* the
+        root (and optax starts :math:`G` at 0.1).
+
+    References
+    ----------
+    .. [1] J. Duchi, E. Hazan and Y. Singer (2011). Adaptive subgradient
+       methods for online learning and stochastic optimization. Journal of
+       Machine Learning Research 12, 2121-2159: the diagonal-matrix version
+       (the paper adds its regularizer outside the square root).
+    """
+
+    HYPERS = (
+        Hyper("rms_regularizer", 1e-8, "epsilon added under the square root",
+              low=0, shared="epsilon"),
+    )
+
+    def _step(self, param, grad):
+        g2_acc = self._state_like(param, "g2_acc")
+        g2_new = g2_acc + grad * grad
+        delta = (self._hyper("learning_rate", param) * grad
+                 / pt.sqrt(g2_new + self._hyper("epsilon", param)))
+        return delta, [(g2_acc, g2_new)]
+
+
+@register
+class ADADELTA(Optimizer):
+    r"""ADADELTA: steps in the units of the parameter, without a learning rate.
+
+    Parameters
+    ----------
+    rms_halflife : float, default 14
+        Half-life, in updates, of the moving averages (> 0).
+    rms_regularizer : float, default 1e-8
+        :math:`\epsilon`, added under both square roots (>= 0).
+    momentum, nesterov, max_gradient_norm, max_gradient_elem
+        As for every :class:`~downhill.base.Optimizer`.
+    learning_rate
+        Accepted but has **no effect**: as in the paper and the original
+        downhill, the step has no learning rate.
+
+    Notes
+    -----
+    Zeiler (2012), Algorithm 1. With :math:`\gamma = e^{-\ln 2 / h}` for
+    half-life :math:`h`, it keeps exponentially weighted averages of the
+    squared gradient :math:`g` and of the squared step :math:`\delta`, and
+    scales the gradient by the ratio of their roots:
+
+    .. math::
+        s &\leftarrow \gamma s + (1 - \gamma)\, g^2 \\
+        \delta &= g\, \frac{\sqrt{x + \epsilon}}{\sqrt{s + \epsilon}} \\
+        x &\leftarrow \gamma x + (1 - \gamma)\, \delta^2
+
+    (:math:`\delta` uses the average :math:`x` of the *previous* steps).
+    Symbols in the code: :math:`s` is the state ``NAME_g2_ewma``, :math:`x`
+    ``NAME_x2_ewma``, :math:`\gamma` the shared scalar ``ewma``,
+    :math:`\epsilon` ``epsilon``. The step :math:`\delta` then goes through
+    the base class's momentum, if any; :math:`x` averages :math:`\delta`
+    before momentum.
+
+    .. warning::
+        ``torch.optim.Adadelta`` multiplies :math:`\delta` by a learning
+        rate ``lr`` (default 1.0) and takes a decay rate ``rho`` where we
+        take a half-life (``rho = exp(-ln 2 / rms_halflife)``); its default
+        eps is 1e-6.
+
+    References
+    ----------
+    .. [1] M. D. Zeiler (2012). ADADELTA: An adaptive learning rate method.
+       arXiv:1212.5701, Algorithm 1.
+    """
+
+    HYPERS = (
+        Hyper("rms_halflife", 14.0, "half-life in updates of the moving averages",
+              low=0, low_open=True, shared="ewma", transform=halflife_to_decay),
+        Hyper("rms_regularizer", 1e-8, "epsilon added under both square roots",
+              low=0, shared="epsilon"),
+    )
+
+    def _step(self, param, grad):
+        gamma = self._hyper("ewma", param)
+        eps = self._hyper("epsilon", param)
+        one = as_float(1, param.dtype)
+        g2_ewma = self._state_like(param, "g2_ewma")
+        x2_ewma = self._state_like(param, "x2_ewma")
+        g2_new = gamma * g2_ewma + (one - gamma) * grad * grad
+        delta = grad * pt.sqrt(x2_ewma + eps) / pt.sqrt(g2_new + eps)
+        x2_new = gamma * x2_ewma + (one - gamma) * delta * delta
+        return delta, [(g2_ewma, g2_new), (x2_ewma, x2_new)]
+
+
+@register
+class ESGD(Optimizer):
+    r"""Equilibrated SGD: scale steps by an estimate of the Hessian's row norms.
+
+    Parameters
+    ----------
+    rms_halflife : float, default 14
+        Half-life, in updates, of the moving average (> 0).
+    rms_regularizer : float, default 1e-8
+        :math:`\epsilon`, added to the square root (>= 0).
+    hv_method : {'rop', 'lop', 'grad'}, default 'rop'
+        How to compute the Hessian-vector product :math:`Hv`: a forward-mode
+        product (``pytensor.gradient.pushforward``, the R-operator), a
+        reverse-mode one (``pullback``, the L-operator; :math:`v^T H = Hv`
+        since :math:`H` is symmetric), or the gradient of
+        :math:`g \cdot v`. All three give the same values; they differ in
+        the graph built. Also accepted as a constructor keyword.
+    seed : int, default 0
+        Seed of the random draws (>= 0). Runs with the same seed are
+        reproducible. Also accepted as a constructor keyword; passing it to
+        :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` re-seeds
+        the generators, so the draws start over; calls that do not pass it
+        continue the current stream.
+    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
+        As for every :class:`~downhill.base.Optimizer`.
+
+    Notes
+    -----
+    Dauphin et al. (2015), Algorithm 1. Every step draws
+    :math:`v \sim \mathcal N(0, 1)` shaped like the parameter; since
+    :math:`E[(Hv)_i^2] = \lVert H_{i,:} \rVert^2`, the moving average
+    :math:`D` of :math:`(Hv)^2` estimates the squared row norms of the
+    Hessian :math:`H` (the equilibration preconditioner). With
+    :math:`\gamma = e^{-\ln 2 / h}` for half-life :math:`h`:
+
+    .. math::
+        v &\sim \mathcal N(0, I) \\
+        D &\leftarrow \gamma D + (1 - \gamma)\, (H v)^2 \\
+        \delta &= \frac{\alpha\, g}{\sqrt{D} + \epsilon}
+
+    Symbols in the code: :math:`v` is ``v``, :math:`Hv` ``hv``, :math:`D` the
+    state ``NAME_D_ewma``, :math:`\gamma` the shared scalar ``ewma``,
+    :math:`\epsilon` ``epsilon``, :math:`\alpha` ``learning_rate``. The step
+    :math:`\delta` then goes through the base class's momentum, if any.
+
+    :math:`H` is the block of the loss's Hessian for this parameter alone
+    (as in the original downhill), computed from the *unclipped* gradient:
+    clipping changes :math:`g` in :math:`\delta`, not the curvature
+    estimate. Here :math:`D` is a moving average, as in the original
+    downhill, where the paper sums :math:`(Hv)^2` and divides by the step
+    count. With a Hessian of zero (a loss linear in the parameter)
+    :math:`D = 0` and the step is :math:`\alpha g / \epsilon`.
+
+    The draws of parameter ``i`` come from its own NumPy generator,
+    ``numpy.random.default_rng(numpy.random.SeedSequence(seed,
+    spawn_key=(i,)))``, held in the state variable ``NAME_rng`` and
+    advanced by every step.
+
+    .. warning::
+        :math:`\epsilon` is added *outside* the square root here, unlike
+        :class:`RMSProp`, :class:`ADAGRAD` and :class:`ADADELTA`.
+
+    References
+    ----------
+    .. [1] Y. N. Dauphin, H. de Vries and Y. Bengio (2015). Equilibrated
+       adaptive learning rates for non-convex optimization. NIPS;
+       arXiv:1502.04390, Algorithm 1.
+    """
+
+    HYPERS = (
+        Hyper("rms_halflife", 14.0, "half-life in updates of the curvature average",
+              low=0, low_open=True, shared="ewma", transform=halflife_to_decay),
+        Hyper("rms_regularizer", 1e-8, "epsilon added to the square root",
+              low=0, shared="epsilon"),
+        Hyper("hv_method", "rop", "how to compute the Hessian-vector product",
+              kind=str, choices=("rop", "lop", "grad"), structural=True),
+        Hyper("seed", 0, "seed of the random vectors; passing it re-seeds",
+              kind=int, low=0),
+    )
+
+    @staticmethod
+    def _generator(seed, index):
+        return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+    def _rng(self, index):
+        """The random generator variable of parameter ``index``, made on first use."""
+        key = (index, "rng")
+        if key not in self._state:
+            self._state[key] = pytensor.shared(
+                self._generator(self._values["seed"], index),
+                name=f"{self._names[index]}_rng")
+        return self._state[key]
+
+    def _configure(self, given):
+        values = super()._configure(given)
+        if "seed" in given:
+            for (index, suffix), var in self._state.items():
+                if suffix == "rng":
+                    var.set_value(self._generator(values["seed"], index))
+        return values
+
+    def _step(self, param, grad):
+        index = next(i for i, p in enumerate(self._params) if p is param)
+        rng = self._rng(index)
+        rng_new, v = pt.random.normal(0, 1, size=param.shape, rng=rng, dtype=param.dtype,
+                                      return_next_rng=True)
+        raw = self._grads[index]
+        method = self._values["hv_method"]
+        if method == "rop":
+            hv = pushforward(raw, param, v, disconnected_outputs="ignore")
+        elif method == "lop":
+            hv = pullback(raw, param, v, disconnected_inputs="ignore")
+        else:
+            hv = pytensor.grad((raw * v).sum(), param, disconnected_inputs="ignore")
+        gamma = self._hyper("ewma", param)
+        one = as_float(1, param.dtype)
+        d_ewma = self._state_like(param, "D_ewma")
+        d_new = gamma * d_ewma + (one - gamma) * hv * hv
+        delta = (self._hyper("learning_rate", param) * grad
+                 / (pt.sqrt(d_new) + self._hyper("epsilon", param)))
+        return delta, [(rng, rng_new), (d_ewma, d_new)]
+
+
+@register
+class Adam(Optimizer):
+    r"""Adam: steps from bias-corrected moving averages of the gradient moments.
+
+    Parameters
+    ----------
+    beta1_halflife : float, default 7
+        Half-life, in updates, of the average of the gradient (> 0);
+        :math:`\beta_1 = e^{-\ln 2 / 7} \approx 0.906`.
+    beta2_halflife : float, default 69
+        Half-life, in updates, of the average of the squared gradient
+        (> 0); :math:`\beta_2 = e^{-\ln 2 / 69} \approx 0.990`.
+    rms_regularizer : float, default 1e-8
+        :math:`\epsilon`, added to the square root (>= 0).
+    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
+        As for every :class:`~downhill.base.Optimizer`.
+
+    Notes
+    -----
+    Kingma and Ba (2015), Algorithm 1. One step counter :math:`t` is shared
+    by all parameters of the optimizer:
+
+    .. math::
+        t &\leftarrow t + 1 \\
+        m &\leftarrow \beta_1 m + (1 - \beta_1)\, g \\
+        v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2 \\
+        \delta &= \frac{\alpha\, m / (1 - \beta_1^t)}
+                       {\sqrt{v / (1 - \beta_2^t)} + \epsilon}
+
+    Symbols in the code: :math:`t` is the optimizer-wide state ``t`` (an
+    integer, saved with the rest of the state), :math:`m` the state
+    ``NAME_g1_ewma``, :math:`v` ``NAME_g2_ewma``, :math:`\beta_1` and
+    :math:`\beta_2` the shared scalars ``beta1`` and ``beta2``,
+    :math:`\epsilon` ``epsilon``, :math:`\alpha` ``learning_rate``. The step
+    :math:`\delta` then goes through the base class's momentum, if any.
+
+    .. warning::
+        The released original downhill divided :math:`v` by
+        :math:`1 - \beta_2` instead of :math:`1 - \beta_2^t`; this is the
+        paper's correction. Unlike ``torch.optim.Adam`` (``betas=(0.9,
+        0.999)``) we take half-lives, not decay rates, and the defaults
+        differ: the default :math:`\beta_2 \approx 0.990`.
+
+    References
+    ----------
+    .. [1] D. P. Kingma and J. Ba (2015). Adam: A method for stochastic
+       optimization. ICLR; arXiv:1412.6980, Algorithm 1.
+    """
+
+    HYPERS = (
+        Hyper("beta1_halflife", 7.0, "half-life in updates of the gradient average",
+              low=0, low_open=True, shared="beta1", transform=halflife_to_decay),
+        Hyper("beta2_halflife", 69.0, "half-life in updates of the squared gradient average",
+              low=0, low_open=True, shared="beta2", transform=halflife_to_decay),
+        Hyper("rms_regularizer", 1e-8, "epsilon added to the square root",
+              low=0, shared="epsilon"),
+    )
+
+    def _global_updates(self):
+        t = self._global_state("t")
+        self._t_next = t + 1
+        return [(t, self._t_next)]
+
+    def _step(self, param, grad):
+        t = as_float(self._t_next, param.dtype)
+        beta1 = self._hyper("beta1", param)
+        beta2 = self._hyper("beta2", param)
+        one = as_float(1, param.dtype)
+        g1_ewma = self._state_like(param, "g1_ewma")
+        g2_ewma = self._state_like(param, "g2_ewma")
+        g1_new = beta1 * g1_ewma + (one - beta1) * grad
+        g2_new = beta2 * g2_ewma + (one - beta2) * grad * grad
+        numer = g1_new / (one - beta1 ** t)
+        denom = pt.sqrt(g2_new / (one - beta2 ** t)) + self._hyper("epsilon", param)
+        delta = self._hyper("learning_rate", param) * numer / denom
+        return delta, [(g1_ewma, g1_new), (g2_ewma, g2_new)]

@@ -437,6 +437,20 @@ class Optimizer:
             self._state[key] = util.shared_like(param, suffix, self._names[index], value)
         return self._state[key]
 
+    def _global_state(self, suffix, value=0, dtype="int64"):
+        """The optimizer-wide state scalar ``suffix``, made on first use.
+
+        For state shared by all parameters, such as Adam's step counter. It
+        is kept with the per-parameter state (under the key
+        ``(None, suffix)``), so it appears in :attr:`state_variables`.
+        Its update belongs in :meth:`_global_updates`, so that it is applied
+        once per step however many parameters there are.
+        """
+        key = (None, suffix)
+        if key not in self._state:
+            self._state[key] = pytensor.shared(np.asarray(value, dtype=dtype), name=suffix)
+        return self._state[key]
+
     @property
     def state_variables(self):
         """The optimizer's state variables made so far, in creation order."""
@@ -493,9 +507,23 @@ class Optimizer:
         """
         raise NotImplementedError
 
+    def _global_updates(self):
+        """New values of optimizer-wide state; a hook, empty by default.
+
+        Called once per graph, before :meth:`_step` is called for each
+        parameter, so an algorithm can make expressions here (e.g. the
+        incremented step counter) that its :meth:`_step` then uses.
+
+        Returns
+        -------
+        list of (SharedVariable, expression)
+            Updates of variables made with :meth:`_global_state`.
+        """
+        return []
+
     def _build_updates(self):
         """Update pairs of one step, and the clipped gradients they used."""
-        updates = []
+        updates = list(self._global_updates())
         momentum = self._values["momentum"] != 0
         nesterov = momentum and self._values["nesterov"]
         decay = self._values["weight_decay"] != 0
@@ -528,7 +556,8 @@ class Optimizer:
     def _guard(self, updates):
         """Keep every variable's old value when the step is not finite."""
         ok = self._finite_check()
-        return [(var, pt.switch(ok, new, var)) for var, new in updates]
+        return [(var, pt.switch(ok, new, var) if isinstance(var.type, pt.TensorType) else new)
+                for var, new in updates]
 
     def _updates(self):
         key = self._structure()

@@ -217,3 +217,17 @@ def test_break_restores_best_and_state_survives():
     opt.minimize(learning_rate=0.1, max_updates=2)
     assert opt.state_variables == state
     assert not np.allclose(snapshot[1], state[1].get_value())
+
+
+def test_common_defaults_are_the_documented_ones():
+    declared = downhill.Optimizer.hyperparameters()
+    assert {name: h.default for name, h in declared.items()} == {
+        "learning_rate": 1e-4, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+        "max_gradient_global_norm": 0.0, "max_gradient_norm": 0.0, "max_gradient_elem": 0.0,
+        "patience": 5, "validate_every": 10, "min_improvement": 0.0,
+        "on_nonfinite": "raise", "max_skips": 10,
+    }
+    w = pytensor.shared(np.ones(2), name="w")
+    opt = downhill.SGD((w ** 2).sum())
+    assert opt.learning_rate.eval() == 1e-4
+    assert opt.momentum.eval() == 0.0

@@ -409,30 +409,43 @@ def test_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]
 
 
-def resumable(seed=0):
-    """RMSProp with momentum on shuffled mini-batches; validation loss falls steadily."""
-    loss, params, X, y = regression(n=80, seed=seed)
-    opt = downhill.build("rmsprop", loss, monitors={"w0": params[0][0]})
+def resumable(algo="rmsprop"):
+    """An optimizer with momentum on shuffled mini-batches; validation loss falls steadily."""
+    loss, params, X, y = regression(n=80)
+    opt = downhill.build(algo, loss, monitors={"w0": params[0][0]})
     train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")
     valid = downhill.Dataset([X, y], batch_size=40, rng=8, name="valid")
     return opt, params, train, valid
 
 
 SETTINGS = dict(learning_rate=0.003, momentum=0.5, validate_every=1, patience=3)
+RESUME = {
+    "sgd": dict(learning_rate=0.003), "nag": dict(learning_rate=0.003),
+    "rmsprop": dict(learning_rate=0.003), "rprop": dict(learning_rate=0.003),
+    "adagrad": dict(learning_rate=0.01), "adadelta": dict(),
+    "esgd": dict(learning_rate=0.003, seed=5), "adam": dict(learning_rate=0.003),
+}
 
 
-def test_resume_is_bit_for_bit(tmp_path):
+def test_resume_table_covers_the_registry():
+    assert set(RESUME) == set(downhill.ALGORITHMS)
+
+
+@pytest.mark.parametrize("algo", sorted(RESUME))
+def test_resume_is_bit_for_bit(tmp_path, algo):
     n = 4
-    opt, params, train, valid = resumable()
-    straight = list(opt.iterate(train, valid, max_updates=2 * n, **SETTINGS))
+    settings = dict(SETTINGS, **RESUME[algo])
+    opt, params, train, valid = resumable(algo)
+    straight = list(opt.iterate(train, valid, max_updates=2 * n, **settings))
     one_go = opt.state_dict()
+    assert one_go["early_stopping"]["best_iteration"] == 2 * n  # best = last
 
-    first, params1, train1, valid1 = resumable()
-    part1 = list(first.iterate(train1, valid1, max_updates=n, **SETTINGS))
+    first, params1, train1, valid1 = resumable(algo)
+    part1 = list(first.iterate(train1, valid1, max_updates=n, **settings))
     path = tmp_path / "half.npz"
     first.save(path, datasets={"train": train1, "valid": valid1})
 
-    second, params2, train2, valid2 = resumable()
+    second, params2, train2, valid2 = resumable(algo)
     second.load(path, datasets={"train": train2, "valid": valid2})
     part2 = list(second.iterate(train2, valid2, max_updates=n))
     resumed = second.state_dict()
@@ -440,8 +453,12 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert part1 + part2 == straight
     for name in one_go["params"]:
         np.testing.assert_array_equal(resumed["params"][name], one_go["params"][name])
+    assert set(resumed["state"]) == set(one_go["state"])
     for name in one_go["state"]:
-        np.testing.assert_array_equal(resumed["state"][name], one_go["state"][name])
+        if isinstance(one_go["state"][name], dict):  # a random generator
+            assert resumed["state"][name] == one_go["state"][name]
+        else:
+            np.testing.assert_array_equal(resumed["state"][name], one_go["state"][name])
     assert resumed["counters"] == one_go["counters"]
     stop, stop2 = one_go["early_stopping"], resumed["early_stopping"]
     assert stop["best_loss"] == stop2["best_loss"] and stop["best_iteration"] == 2 * n
@@ -617,3 +634,25 @@ def test_ready_schedules_drive_the_loop_and_resume_with_their_state(tmp_path):
     assert second.state_dict() == straight.state_dict()
     assert part1 + part2 == results
     np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
+
+
+@pytest.mark.parametrize("algo", sorted(RESUME))
+def test_skip_leaves_parameters_and_state_untouched_for_every_algorithm(algo):
+    loss, params, X, y = regression()
+    opt = downhill.build(algo, loss)
+    x, t = opt.inputs
+    settings = dict(RESUME[algo], momentum=0.5, on_nonfinite="skip")
+    step = pytensor.function([x, t], loss, updates=opt.get_updates(**settings))
+    step(X, y)
+    before = opt.state_dict()
+    bad = y.copy()
+    bad[3] = np.inf
+    step(X, bad)
+    after = opt.state_dict()
+    for name in before["params"]:
+        np.testing.assert_array_equal(after["params"][name], before["params"][name])
+    for name, value in before["state"].items():
+        if not isinstance(value, dict):  # random generators advance regardless
+            np.testing.assert_array_equal(after["state"][name], value, err_msg=name)
+    step(X, y)
+    assert not np.array_equal(opt.state_dict()["params"]["w"], before["params"]["w"])

@@ -1,0 +1,62 @@
+"""Every registered algorithm makes progress on two small problems.
+
+A second line of defence behind the reference tests: a float32 linear
+regression trained on mini-batches through ``minimize``, and the 2-D
+Rosenbrock function from the classic start (-1.2, 1).
+"""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import downhill
+
+#: Hyperparameters per algorithm: (linear regression, Rosenbrock). Every
+#: registered algorithm must have an entry (see test_table_covers_registry).
+HYPERS = {
+    "sgd": (dict(learning_rate=0.05), dict(learning_rate=1e-3)),
+    "nag": (dict(learning_rate=0.02, momentum=0.9), dict(learning_rate=5e-4, momentum=0.9)),
+    "rmsprop": (dict(learning_rate=0.01), dict(learning_rate=0.01)),
+    "rprop": (dict(learning_rate=0.01, rprop_increase=1.2, rprop_decrease=0.5),
+              dict(learning_rate=0.01, rprop_increase=1.2, rprop_decrease=0.5)),
+    "adagrad": (dict(learning_rate=0.1), dict(learning_rate=0.1)),
+    "adadelta": (dict(rms_regularizer=1e-2), dict(rms_regularizer=1e-4)),
+    "esgd": (dict(learning_rate=0.05), dict(learning_rate=0.01)),
+    "adam": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+}
+ROSENBROCK_STEPS = 200
+
+
+def test_table_covers_registry():
+    assert set(HYPERS) == set(downhill.ALGORITHMS)
+
+
+@pytest.mark.parametrize("algo", sorted(HYPERS))
+def test_linear_regression_float32_minibatches(algo):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(256, 4)).astype("float32")
+    Y = (X @ np.array([1, -2, 0.5, 3], "float32") + 0.5).astype("float32")
+    x = pt.matrix("x")
+    y = pt.vector("y")
+    w = pytensor.shared(np.zeros(4, "float32"), name="w")
+    b = pytensor.shared(np.float32(0), name="b")
+    opt = downhill.build(algo, ((x @ w + b - y) ** 2).mean())
+    before = opt.evaluate([X, Y])["loss"]
+    opt.minimize([X, Y], batch_size=32, max_updates=10, **HYPERS[algo][0])
+    after = opt.evaluate([X, Y])["loss"]
+    assert w.get_value().dtype == np.float32 and b.get_value().dtype == np.float32
+    assert after < 0.5 * before, (before, after)
+
+
+@pytest.mark.parametrize("algo", sorted(HYPERS))
+def test_rosenbrock(algo):
+    p = pytensor.shared(np.array([-1.2, 1.0]), name="p")
+    loss = (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2
+    opt = downhill.build(algo, loss)
+    step = pytensor.function([], loss, updates=opt.get_updates(**HYPERS[algo][1]))
+    initial = step()
+    assert initial == pytest.approx(24.2)
+    for _ in range(ROSENBROCK_STEPS):
+        final = step()
+    assert np.isfinite(final) and final < 0.5 * initial, (initial, final)
