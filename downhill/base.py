@@ -757,6 +757,7 @@ class Optimizer:
             arrays.append(target.astype(current.dtype, copy=True))
         for param, array in zip(self._params, arrays):
             param.set_value(array, borrow=True)
+        self._fresh_validation = False
 
     @property
     def params(self):
@@ -1182,10 +1183,10 @@ class Optimizer:
 
     def _restore_best(self):
         """Put the best validated parameters back, if they are not in place."""
-        if self._best_iter != self._iteration or not self._fresh_validation:
-            self.set_params("best")
-            self._fresh_validation = self._best_iter == self._iteration and \
-                self._fresh_validation
+        if self._best_iter == self._iteration and self._fresh_validation:
+            return  # the parameters in place are the best ones
+        self.set_params("best")
+        self._fresh_validation = False
 
     def minimize(self, *args, **kwargs):
         """Run :meth:`iterate` to the end.
