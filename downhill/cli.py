@@ -487,17 +487,15 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         _print_result(history)
     if plot:
         from . import plot as plotting
-        plotting.loss_curves(history, plot, title=f"{task.description}: {algo}")
-        if task.name == "digits":
-            _also_accuracy(plotting, [history], plot)
+        plotting.loss_curves(history, plot, title=f"{task.description}: {algo}",
+                             monitor=_plotted(task))
         if not as_json:
             click.echo(f"wrote {plot}")
 
 
-def _also_accuracy(plotting, histories, plot):
-    """Digits runs: the accuracy curves go next to the loss, as FILE-acc.png."""
-    stem, dot, ext = plot.rpartition(".")
-    plotting.loss_curves(histories, f"{stem}-acc.{ext}", title="accuracy", monitor="acc")
+def _plotted(task):
+    """The monitors to plot: the loss, and the accuracy of a classifier."""
+    return ["loss", "acc"] if task.name == "digits" else ["loss"]
 
 
 @cli.command()
@@ -545,9 +543,8 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
                        f"validation {_format_monitors(history.final_valid)}")
     if plot and histories:
         from . import plot as plotting
-        plotting.comparison(histories, plot, paths=paths, title=f"{task.description}")
-        if problem == "digits":
-            _also_accuracy(plotting, histories, plot)
+        plotting.comparison(histories, plot, paths=paths, title=task.description,
+                            monitor=_plotted(task))
         if not as_json:
             click.echo(f"wrote {plot}")
     if as_json:

@@ -63,6 +63,10 @@ def _draw_losses(ax, histories, monitor="loss"):
     ax.legend(fontsize="small")
 
 
+def _monitors(monitor):
+    return [monitor] if isinstance(monitor, str) else list(monitor)
+
+
 def loss_curves(histories, path, title=None, monitor="loss"):
     """Plot train and validation curves of one or more runs into an image.
 
@@ -74,10 +78,10 @@ def loss_curves(histories, path, title=None, monitor="loss"):
         The image file to write.
     title : str, optional
         Figure title.
-    monitor : str, optional
-        Which monitor to plot; default ``'loss'``. The y axis is
-        logarithmic when the values are positive and span more than a
-        factor of 20.
+    monitor : str or sequence of str, optional
+        Which monitor to plot, or several (one panel each, side by side);
+        default ``'loss'``. A panel's y axis is logarithmic when its values
+        are positive and span more than a factor of 20.
 
     Returns
     -------
@@ -91,11 +95,15 @@ def loss_curves(histories, path, title=None, monitor="loss"):
     """
     if not isinstance(histories, (list, tuple)):
         histories = [histories]
-    fig = _figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    _draw_losses(ax, histories, monitor)
-    if title:
-        ax.set_title(title)
+    names = _monitors(monitor)
+    fig = _figure(figsize=(6 * len(names), 4), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        _draw_losses(ax, histories, name)
+    if title and len(names) == 1:
+        axes[0].set_title(title)
+    elif title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -165,8 +173,8 @@ def rosenbrock_paths(histories, path, title=None):
     return _save(fig, path)
 
 
-def comparison(histories, path, title=None, paths=False):
-    """Loss curves of several runs in one panel, optionally next to their paths.
+def comparison(histories, path, title=None, paths=False, monitor="loss"):
+    """Curves of several runs in one panel per monitor, optionally next to their paths.
 
     Parameters
     ----------
@@ -179,6 +187,8 @@ def comparison(histories, path, title=None, paths=False):
     paths : bool, optional
         Also draw the paths over the Rosenbrock contours (2-D Rosenbrock
         runs recorded with ``record_path=True``) in a first panel.
+    monitor : str or sequence of str, optional
+        The monitors to plot, one panel each; default ``'loss'``.
 
     Returns
     -------
@@ -190,16 +200,17 @@ def comparison(histories, path, title=None, paths=False):
     ImportError
         If matplotlib is not installed.
     """
+    names = _monitors(monitor)
+    panels = len(names) + bool(paths)
+    fig = _figure(figsize=(6 * panels, 4.5 + 0.5 * bool(paths)), layout="constrained")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
     if paths:
-        fig = _figure(figsize=(12, 5), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _draw_contour(left, histories)
-        left.set_title("paths over the contours")
-    else:
-        fig = _figure(figsize=(6.5, 4.5), layout="constrained")
-        right = fig.add_subplot()
-    _draw_losses(right, histories)
-    right.set_title("loss")
+        ax = axes.pop(0)
+        _draw_contour(ax, histories)
+        ax.set_title("paths over the contours")
+    for ax, name in zip(axes, names):
+        _draw_losses(ax, histories, name)
+        ax.set_title(name)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
