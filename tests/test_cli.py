@@ -254,3 +254,11 @@ def test_python_dash_m():
     assert result.returncode == 0, result.stderr
     for command in ("algorithms", "demo", "run", "compare"):
         assert command in result.stdout
+
+
+def test_every_option_has_help():
+    commands = [cli.cli] + list(cli.cli.commands.values())
+    for command in commands:
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{command.name} {param.opts} has no help"
