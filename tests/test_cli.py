@@ -1,0 +1,264 @@
+"""The command line, through click's CliRunner."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import downhill
+from downhill import cli
+from downhill.util import Hyper
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.cli, [str(a) for a in args])
+
+
+def last_line(result):
+    return result.output.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------
+# algorithms
+
+
+def test_algorithms_lists_every_declaration():
+    result = invoke("algorithms")
+    assert result.exit_code == 0, result.output
+    for name, cls in downhill.ALGORITHMS.items():
+        assert f"{name} ({cls.__module__}.{cls.__name__})" in result.output
+        for h in cls.hyperparameters().values():
+            assert h.name in result.output
+            assert h.range_text() in result.output
+            assert h.doc in result.output
+
+
+def test_algorithms_follows_the_registry():
+    @downhill.register(name="cli-test-algo")
+    class Tested(downhill.SGD):
+        """A registered algorithm the listing has never heard of."""
+        HYPERS = (Hyper("wiggle", 0.25, "how much to wiggle", low=0, high=1),)
+    try:
+        result = invoke("algorithms")
+    finally:
+        del downhill.ALGORITHMS["cli-test-algo"]
+    assert result.exit_code == 0, result.output
+    assert "cli-test-algo" in result.output
+    assert "A registered algorithm the listing has never heard of." in result.output
+    line = next(l for l in result.output.splitlines() if "wiggle" in l)
+    assert line.split()[:3] == ["wiggle", "0.25", "0"]
+    assert "0 <= x <= 1" in line and "how much to wiggle" in line
+
+
+def test_algorithms_one_shows_common_hypers_too():
+    result = invoke("algorithms", "RMSProp")
+    assert result.exit_code == 0, result.output
+    assert "rms_halflife" in result.output and "learning_rate" in result.output
+    assert "sgd (" not in result.output
+
+
+# ----------------------------------------------------------------------
+# demo and run
+
+
+def test_demo_prints_monitors_and_plots(tmp_path):
+    out = tmp_path / "demo.png"
+    result = invoke("demo", "--max-updates", 40, "--plot", out)
+    assert result.exit_code == 0, result.output
+    assert "RMSProp" in result.stdout
+    assert "train:" in result.stdout and "validation:" in result.stdout
+    assert "u<0.1=" in result.stdout
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_demo_json_shows_progress_from_the_start():
+    result = invoke("demo", "--max-updates", 40, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["algorithm"] == "rmsprop" and data["problem"] == "factorization"
+    assert data["iterations"] == 40
+    # the loss starts near 2.67 (see the log lines) and decreases steadily
+    assert data["valid"]["loss"] < 1.5
+    assert "validation 0 loss=2.66689" in result.stderr
+
+
+def test_run_json_with_hyperparameters():
+    result = invoke("run", "rosenbrock", "--dims", 3, "--algo", "RMSPROP", "--max-updates", 12,
+                    "--validate-every", 4, "-H", "rms_halflife=7", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["algorithm"] == "rmsprop"
+    assert data["iterations"] == 12 and data["updates"] == 12
+    assert data["hyperparameters"] == {"rms_halflife": 7.0, "validate_every": 4}
+    assert set(data["train"]) == {"loss", "dist"}
+    # the optimizer really received it: its settings line is logged
+    assert "rms_halflife=7.0" in result.stderr and "validate_every=4" in result.stderr
+
+
+def test_run_digits_reports_accuracy():
+    result = invoke("run", "digits", "--algo", "sgd", "--learning-rate", 0.1,
+                    "--max-updates", 2, "--validate-every", 1, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["updates"] == 2 * 23   # 1437 training images in batches of 64
+    assert 0.5 < data["valid"]["acc"] <= 1
+
+
+def test_run_text_output():
+    result = invoke("run", "factorization", "--max-updates", 3, "--batch-size", 0,
+                    "--patience", 2, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert "factorization:" in result.stdout
+    assert "rmsprop: 3 iterations (3 updates)" in result.stdout
+
+
+def test_nesterov_flag_and_hyper_bool():
+    result = invoke("run", "rosenbrock", "--algo", "sgd", "--momentum", 0.5, "--nesterov",
+                    "--max-updates", 2, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"]["nesterov"] is True
+    result = invoke("run", "rosenbrock", "--algo", "sgd", "-H", "nesterov=yes",
+                    "-H", "momentum=0.5", "--max-updates", 2, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hyperparameters"] == {"nesterov": True, "momentum": 0.5}
+
+
+# ----------------------------------------------------------------------
+# bad input: exit code 2 and a message naming the option
+
+
+@pytest.mark.parametrize("args, option, words", [
+    (["run", "rosenbrock", "--algo", "adamax-typo"], "'--algo'", ["'rmsprop'", "'sgd'"]),
+    (["run", "banana"], "'PROBLEM'", ["'rosenbrock'", "'digits'"]),
+    (["run", "rosenbrock", "-H", "rms_halflif=3"], "'-H'", ["did you mean 'rms_halflife'"]),
+    (["run", "rosenbrock", "-H", "rms_halflife=-3"], "'-H'", ["rms_halflife", "x > 0"]),
+    (["run", "rosenbrock", "-H", "rms_halflife=abc"], "'-H'", ["'abc'", "x > 0"]),
+    (["run", "rosenbrock", "-H", "patience=1.5"], "'-H'", ["patience", "integer >= 0"]),
+    (["run", "rosenbrock", "-H", "rms_halflife"], "'-H'", ["NAME=VALUE"]),
+    (["run", "rosenbrock", "-H", "learning_rate=1", "--learning-rate", "2"], "'-H'",
+     ["given twice"]),
+    (["run", "rosenbrock", "--algo", "sgd", "-H", "rms_halflife=3"], "'-H'",
+     ["unknown hyperparameter for SGD"]),
+    (["run", "rosenbrock", "--momentum", "1"], "'--momentum'", ["0 <= x < 1"]),
+    (["run", "rosenbrock", "--learning-rate", "0"], "'--learning-rate'", ["x > 0"]),
+    # NAG's own rule, checked by the optimizer when the loop starts
+    (["run", "rosenbrock", "--algo", "nag", "-H", "nesterov=false"], "'-H'",
+     ["NAG always uses Nesterov"]),
+    (["run", "factorization", "--dims", "3"], "'--dims'", ["rosenbrock"]),
+    (["run", "rosenbrock", "--plot", "out.txt"], "'--plot'", [".png"]),
+    (["compare", "rosenbrock", "--algos", "sgd,nope"], "'--algos'", ["'nope'", "rmsprop"]),
+    (["algorithms", "nope"], "'[ALGO]'", ["'sgd'"]),
+])
+def test_bad_input_is_a_usage_error(args, option, words):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}" in result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_failed_run_exits_1_with_one_line():
+    result = invoke("run", "rosenbrock", "--algo", "sgd", "--learning-rate", 0.05)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("Error:")]
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith("Error: FloatingPointError: non-finite loss at iteration")
+
+
+def test_debug_shows_the_exception():
+    result = invoke("--debug", "run", "rosenbrock", "--algo", "sgd", "--learning-rate", 0.05)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, FloatingPointError)
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = invoke("demo", "--plot", "demo.png")
+    assert result.exit_code == 2
+    assert "pip install 'downhill[plot]'" in result.stderr
+
+
+# ----------------------------------------------------------------------
+# compare
+
+
+def test_compare_plots_every_algorithm(tmp_path):
+    out = tmp_path / "cmp.png"
+    result = invoke("compare", "rosenbrock", "--algos", "SGD,rmsprop", "--max-updates", 15,
+                    "--plot", out, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [r["algorithm"] for r in data["runs"]] == ["sgd", "rmsprop"]
+    assert all(r["iterations"] == 15 for r in data["runs"])
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_compare_defaults_to_the_whole_registry():
+    result = invoke("compare", "rosenbrock", "--dims", 4, "--max-updates", 2)
+    assert result.exit_code == 0, result.output
+    for name in downhill.ALGORITHMS:
+        assert f"{name}: 2 iterations" in result.stdout
+
+
+def test_compare_reports_a_failed_run_and_exits_1():
+    result = invoke("compare", "rosenbrock", "--algos", "sgd,rmsprop", "--learning-rate", 0.05,
+                    "--max-updates", 20, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert "non-finite loss" in data["runs"][0]["error"]
+    assert data["runs"][1]["iterations"] == 20
+    assert "1 of 2 runs failed: sgd" in result.stderr
+
+
+# ----------------------------------------------------------------------
+# logging and progress
+
+
+def test_verbosity_levels_and_cleanup():
+    handlers = list(logging.getLogger("downhill").handlers)
+    quiet = invoke("-q", "run", "rosenbrock", "--max-updates", 3)
+    loud = invoke("-v", "run", "rosenbrock", "--max-updates", 3)
+    assert quiet.exit_code == loud.exit_code == 0
+    assert "RMSProp 3 loss=" not in quiet.stderr
+    assert "RMSProp 3 loss=" in loud.stderr
+    assert logging.getLogger("downhill").handlers == handlers
+
+
+def test_progress_bar_counts_batches(monkeypatch):
+    counts = []
+    real = cli.click.progressbar
+
+    def spy(*args, **kwargs):
+        bar = real(*args, **kwargs)
+        counts.append(bar)
+        return bar
+
+    monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
+    monkeypatch.setattr(cli.click, "progressbar", spy)
+    result = invoke("run", "digits", "--max-updates", 2, "--patience", 100)
+    assert result.exit_code == 0, result.output
+    assert len(counts) == 1
+    assert counts[0].length == 2 * 23 and counts[0].pos == 2 * 23
+
+
+def test_python_dash_m():
+    result = subprocess.run([sys.executable, "-m", "downhill", "--help"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    for command in ("algorithms", "demo", "run", "compare"):
+        assert command in result.stdout
+
+
+def test_every_option_has_help():
+    commands = [cli.cli] + list(cli.cli.commands.values())
+    for command in commands:
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{command.name} {param.opts} has no help"
