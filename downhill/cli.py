@@ -460,11 +460,19 @@ def demo(settings, plot, max_updates, as_json):
 @click.option("--algo", type=click.Choice(sorted(ALGORITHMS), case_sensitive=False),
               default="rmsprop", show_default=True, help="The algorithm.")
 @_training_options
-# --checkpoint FILE / --resume go here once the library has checkpoints.
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Save the whole training state to this .npz file when the run ends "
+                   "(and every --checkpoint-every iterations).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Iterations between checkpoints; 0 saves only at the end.")
+@click.option("--resume", is_flag=True,
+              help="Continue from --checkpoint FILE if it exists (same problem, seed and "
+                   "algorithm); --max-updates then counts the further iterations.")
 @click.pass_obj
 @_reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
-        max_updates, patience, validate_every, seed, hyper, plot, as_json):
+        max_updates, patience, validate_every, seed, hyper, plot, as_json, checkpoint,
+        checkpoint_every, resume):
     """Minimize an example PROBLEM with one algorithm.
 
     PROBLEM is rosenbrock (--dims N), factorization (the README's),
@@ -476,9 +484,18 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
     algo = algo.lower()
     hypers, source = _collect_hypers(
         [algo], _dedicated(learning_rate, momentum, nesterov, patience, validate_every), hyper)
+    if (resume or checkpoint_every) and checkpoint is None:
+        flag = "'--resume'" if resume else "'--checkpoint-every'"
+        raise click.BadParameter("needs --checkpoint FILE",
+                                 ctx=click.get_current_context(), param_hint=flag)
     task = _make_problem(problem.lower(), seed, dims)
-    # A checkpoint would be restored here (--resume) and written after the run.
-    history = _train(settings, task, algo, hypers, source, batch_size, max_updates)
+    saving = {}
+    if checkpoint is not None:
+        saving = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
+                  "resume": resume}
+        source.update(checkpoint="'--checkpoint'", resume="'--resume'")
+    history = _train(settings, task, algo, dict(hypers, **saving), source, batch_size,
+                     max_updates)
     if as_json:
         click.echo(json.dumps(dict(_summary(history), problem=task.name, seed=seed,
                                    hyperparameters=hypers, plot=plot)))

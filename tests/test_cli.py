@@ -262,3 +262,35 @@ def test_every_option_has_help():
         for param in command.params:
             if param.param_type_name == "option":
                 assert param.help, f"{command.name} {param.opts} has no help"
+
+
+def test_run_checkpoint_and_resume_continue_the_same_run(tmp_path):
+    path = tmp_path / "run.npz"
+    common = ["run", "factorization", "--max-updates", 4, "--validate-every", 1,
+              "--patience", 100, "--json"]
+    straight = invoke(*common[:2], "--max-updates", 8, *common[4:])
+    assert straight.exit_code == 0, straight.output
+    first = invoke(*common, "--checkpoint", path, "--checkpoint-every", 2)
+    assert first.exit_code == 0, first.output
+    assert path.exists()
+    second = invoke(*common, "--checkpoint", path, "--resume")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["valid"] == json.loads(straight.stdout)["valid"]
+    assert json.loads(first.stdout)["valid"] != json.loads(straight.stdout)["valid"]
+
+
+@pytest.mark.parametrize("flag", [["--resume"], ["--checkpoint-every", "3"]])
+def test_run_resume_needs_a_checkpoint_file(flag):
+    result = invoke("run", "rosenbrock", *flag)
+    assert result.exit_code == 2
+    assert "needs --checkpoint FILE" in result.output
+    assert flag[0] in result.output
+
+
+def test_run_resume_from_a_corrupt_file_fails_cleanly(tmp_path):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(b"garbage")
+    result = invoke("run", "rosenbrock", "--checkpoint", path, "--resume")
+    assert result.exit_code in (1, 2)
+    assert "truncated or corrupt" in result.output
+    assert "Traceback" not in result.output
