@@ -127,7 +127,8 @@ def test_float32_stays_float32_and_trains(rng):
     X = rng.normal(size=(256, 3)).astype("float32")
     Y = X @ np.array([1, -2, 0.5], "float32")
     before = opt.evaluate([X, Y])["loss"]
-    train, valid = opt.minimize([X, Y], learning_rate=0.01, max_updates=40)
+    train, valid = opt.minimize(downhill.Dataset([X, Y], rng=0), learning_rate=0.01,
+                                max_updates=40)
     assert w.get_value().dtype == np.float32
     assert valid["loss"] < 0.01 * before
 
