@@ -435,12 +435,16 @@ def demo(settings, plot, max_updates, as_json):
 
     A random 20x30 matrix of rank 3 is approximated by the product of two
     factors u (20x3) and v (3x30), minimizing the mean squared error with
-    RMSProp (learning rate 0.01, all data in one batch). Takes a few seconds.
+    RMSProp (all data in one batch) and the settings suggested for it on
+    this problem (downhill.problems.SUGGESTED: a small learning rate and
+    long averages, so that the loss keeps falling to the end instead of
+    bouncing around the minimum). Takes a few seconds.
     """
     problem = problems.factorization()
     if not as_json:
+        from .plot import settings_text
         click.echo(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
-                   "with RMSProp, learning_rate=0.01.")
+                   f"with RMSProp, {settings_text(problem.suggested('rmsprop'))}.")
     history = _train(settings, problem, "rmsprop", {}, {}, None, max_updates, label="demo")
     if as_json:
         click.echo(json.dumps(dict(_summary(history), problem="factorization", plot=plot)))
