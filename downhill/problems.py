@@ -350,21 +350,26 @@ def sparse_digits(seed=0, samples=300, basis=16, sparsity=0.1):
 #: dimensions, ``digits`` with 0 and 32 hidden units): each makes steady
 #: progress without diverging, not the fastest possible. Momentum helps the
 #: first-order methods through the Rosenbrock valley and past the saddle at
-#: the start of the factorizations. ESGD's curvature average starts at zero,
-#: so its ``rms_regularizer`` is raised to keep the first steps bounded.
-#: ADADELTA has no learning rate; its ``rms_regularizer`` sets the size of
-#: its first steps. RProp uses gentler step-size factors than iRprop-'s
-#: usual 1.2 and 0.5 where those oscillate.
+#: the start of the factorizations. RMSProp's and Adam's steps keep about
+#: the size of the learning rate however small the gradient, so near a
+#: minimum they bounce: a large ``rms_regularizer`` (RMSProp on Rosenbrock:
+#: plain gradient steps where the gradient is small), long averages or a
+#: small learning rate (the demo's factorization) keep the curves falling.
+#: ESGD's curvature average starts at zero, so its ``rms_regularizer`` is
+#: raised to keep the first steps bounded. ADADELTA has no learning rate;
+#: its ``rms_regularizer`` sets the size of its first steps. RProp uses
+#: gentler step-size factors than iRprop-'s usual 1.2 and 0.5 where those
+#: oscillate.
 SUGGESTED = {
     "rosenbrock": {
         "sgd": dict(learning_rate=1e-3, momentum=0.9),
         "nag": dict(learning_rate=7e-4, momentum=0.9),
-        "rmsprop": dict(learning_rate=3e-3, momentum=0.5),
+        "rmsprop": dict(learning_rate=3e-3, momentum=0.9, rms_regularizer=1.0),
         "rprop": dict(learning_rate=1e-3, rprop_increase=1.1, rprop_decrease=0.7),
         "adagrad": dict(learning_rate=0.3, momentum=0.8),
-        "adadelta": dict(rms_regularizer=1e-5, rms_halflife=50.0, momentum=0.9),
+        "adadelta": dict(rms_regularizer=1e-5, rms_halflife=100.0, momentum=0.9),
         "esgd": dict(learning_rate=0.3, momentum=0.9, rms_regularizer=100.0),
-        "adam": dict(learning_rate=0.1),
+        "adam": dict(learning_rate=0.1, beta2_halflife=300.0),
     },
     "factorization": {
         "sgd": dict(learning_rate=1.0),
