@@ -296,7 +296,10 @@ def comparison(histories, path, title=None, paths=False, monitor="loss"):
         _draw_losses(ax, histories, name)
         ax.set_title(name)
     _legend(fig, histories, paths=paths)
-    if title:
+    if title and panels == 1:
+        # over the axes alone: a figure title would run into the legend
+        axes[0].set_title(title)
+    elif title:
         fig.suptitle(title)
     return _save(fig, path)
 

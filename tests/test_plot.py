@@ -129,6 +129,24 @@ def test_comparison_legend_has_one_entry_per_algorithm_and_a_style_key(
             f"C{i}" for i in range(len(names)) for _ in range(2)]
 
 
+def test_one_panel_title_stays_clear_of_the_legend(tmp_path, monkeypatch):
+    figures = saved_figures(monkeypatch)
+    long = "sparse coding of 300 digits with 16 basis images"
+    runs = [fake_history(name, learning_rate=1e-4, momentum=0.9, rms_regularizer=1e-5,
+                         rms_halflife=100.0) for name in ("adadelta", "rmsprop")]
+    plot.comparison(runs, tmp_path / "one.png", title=long)
+    plot.comparison(runs, tmp_path / "two.png", title="T", monitor=["loss", "acc"])
+    one, two = figures
+    (ax,) = one.axes
+    assert ax.get_title() == long and one.get_suptitle() == ""
+    assert two.get_suptitle() == "T"
+    for fig in figures:
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        title = (fig._suptitle or fig.axes[0].title).get_window_extent()
+        assert title.x1 <= legend.x0 or title.y0 >= legend.y1
+
+
 def test_settings_text():
     assert plot.settings_text({}) == ""
     assert plot.settings_text({"learning_rate": 0.003, "momentum": 0.5, "nesterov": True,
