@@ -36,8 +36,14 @@ def _save(fig, path):
     return path
 
 
-#: Inches added to a figure's width for the legends on its right.
+#: Inches added to a figure's width for the legend on its right, at least.
 _LEGEND_WIDTH = 2.5
+
+
+def _legend_width(histories):
+    """Inches for the legend: enough for its longest entry, so the axes keep their width."""
+    longest = max((len(_label(h)) for h in histories), default=0)
+    return max(_LEGEND_WIDTH, 0.075 * longest + 0.6)
 
 
 def _color(i):
@@ -178,7 +184,7 @@ def loss_curves(histories, path, title=None, monitor="loss"):
     if not isinstance(histories, (list, tuple)):
         histories = [histories]
     names = _monitors(monitor)
-    fig = _figure(figsize=(6 * len(names) + _LEGEND_WIDTH, 4), layout="constrained")
+    fig = _figure(figsize=(6 * len(names) + _legend_width(histories), 4), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
         _draw_losses(ax, histories, name)
@@ -248,7 +254,7 @@ def rosenbrock_paths(histories, path, title=None):
     ImportError
         If matplotlib is not installed.
     """
-    fig = _figure(figsize=(6 + _LEGEND_WIDTH, 5), layout="constrained")
+    fig = _figure(figsize=(6 + _legend_width(histories), 5), layout="constrained")
     ax = fig.add_subplot()
     _draw_contour(ax, histories)
     _legend(fig, histories, curves=False, paths=True)
@@ -285,7 +291,7 @@ def comparison(histories, path, title=None, paths=False, monitor="loss"):
     """
     names = _monitors(monitor)
     panels = len(names) + bool(paths)
-    fig = _figure(figsize=(6 * panels + _LEGEND_WIDTH, 4.5 + 0.5 * bool(paths)),
+    fig = _figure(figsize=(6 * panels + _legend_width(histories), 4.5 + 0.5 * bool(paths)),
                   layout="constrained")
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     if paths:
