@@ -17,7 +17,7 @@ EXAMPLES = HERE.parent / "examples"
 FIGURES = {
     "demo.png": (None, ["demo", "--plot"]),
     "rosenbrock-2d.png": ("rosenbrock-2d.py", ["--max-updates", "500", "--output"]),
-    "rosenbrock-100d.png": ("rosenbrock-100d.py", ["--max-updates", "500", "--output"]),
+    "rosenbrock-100d.png": ("rosenbrock-100d.py", ["--max-updates", "1000", "--output"]),
     "digits-basis.png": ("digits-sparse-factorization.py", ["--output"]),
     "digits-classifier.png": ("digits-classifier.py", ["--hidden", "32", "--output"]),
     "schedules.png": ("schedules.py", ["--output"]),

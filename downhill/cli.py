@@ -293,6 +293,7 @@ def _summary(history):
         "algorithm": history.label,
         "iterations": len(history.iterations),
         "updates": len(history.iterations) * history.updates_per_iteration,
+        "settings": history.hyperparameters,
         "train": _jsonable(history.final_train),
         "valid": _jsonable(history.final_valid),
     }
@@ -312,9 +313,11 @@ def _training_options(command):
         click.option("--dims", type=click.IntRange(min=2), default=None,
                      help="Dimensions of the rosenbrock problem (default 2)."),
         click.option("--learning-rate", type=float, default=None,
-                     help="Step size (> 0). Default: the problem's suggestion."),
+                     help="Step size (> 0). Default: the one suggested for the algorithm "
+                          "on the problem (see downhill.problems.SUGGESTED)."),
         click.option("--momentum", type=float, default=None,
-                     help="Momentum, 0 <= m < 1 (default 0: off)."),
+                     help="Momentum, 0 <= m < 1. Default: the one suggested for the "
+                          "algorithm on the problem (0, off, where none is)."),
         click.option("--nesterov", is_flag=True, default=None,
                      help="Use Nesterov momentum (with --momentum > 0)."),
         click.option("--batch-size", type=int, default=None,
@@ -435,12 +438,16 @@ def demo(settings, plot, max_updates, as_json):
 
     A random 20x30 matrix of rank 3 is approximated by the product of two
     factors u (20x3) and v (3x30), minimizing the mean squared error with
-    RMSProp (learning rate 0.01, all data in one batch). Takes a few seconds.
+    RMSProp (all data in one batch) and the settings suggested for it on
+    this problem (downhill.problems.SUGGESTED: a small learning rate and
+    long averages, so that the loss keeps falling to the end instead of
+    bouncing around the minimum). Takes a few seconds.
     """
     problem = problems.factorization()
     if not as_json:
+        from .plot import settings_text
         click.echo(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
-                   "with RMSProp, learning_rate=0.01.")
+                   f"with RMSProp, {settings_text(problem.suggested('rmsprop'))}.")
     history = _train(settings, problem, "rmsprop", {}, {}, None, max_updates, label="demo")
     if as_json:
         click.echo(json.dumps(dict(_summary(history), problem="factorization", plot=plot)))
@@ -475,7 +482,8 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         checkpoint_every, resume):
     """Minimize an example PROBLEM with one algorithm.
 
-    PROBLEM is rosenbrock (--dims N), factorization (the README's),
+    Hyperparameters not given as options are those suggested for the
+    algorithm on the problem (downhill.problems.SUGGESTED). PROBLEM is rosenbrock (--dims N), factorization (the README's),
     digits (softmax regression on scikit-learn's bundled 8x8 digits, with a
     validation split and an accuracy monitor 'acc') or sparse-digits (sparse
     coding of the digits). Prints the final train and validation monitors of
@@ -528,8 +536,10 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
             max_updates, patience, validate_every, seed, hyper, plot, as_json):
     """Minimize PROBLEM with several algorithms from the same start.
 
-    Every algorithm gets the same seed and settings. Prints one line per
-    algorithm; --plot draws one loss curve per algorithm, and for the 2-D
+    Every algorithm gets the same seed, and the hyperparameters suggested
+    for it on the problem (downhill.problems.SUGGESTED; the plot's legend
+    shows them) except those given as options, which apply to all. Prints
+    one line per algorithm; --plot draws one loss curve per algorithm, and for the 2-D
     rosenbrock problem also their paths over the contours. A run that fails
     (e.g. a non-finite loss) is reported, the others still run, and the exit
     code is 1.

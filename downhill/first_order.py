@@ -97,12 +97,21 @@ class NAG(SGD):
        importance of initialization and momentum in deep learning. ICML.
     """
 
+    def __init__(self, *args, **kwargs):
+        # the constructor configures the defaults; a momentum may still come
+        # with iterate() or get_updates(), so warn about 0 only from then on
+        self._constructing = True
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._constructing = False
+
     def _configure(self, given):
         if given.get("nesterov", True) is not True:
             raise ValueError(
                 "invalid nesterov: NAG always uses Nesterov momentum; use SGD for "
                 "plain momentum")
         values = super()._configure(dict(given, nesterov=True))
-        if values["momentum"] == 0:
+        if values["momentum"] == 0 and not self._constructing:
             log.warning("NAG with momentum=0 is plain SGD; pass momentum=0.9 or similar")
         return values

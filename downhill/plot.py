@@ -13,7 +13,7 @@ or any format matplotlib knows by the file's extension).
 
 import numpy as np
 
-__all__ = ["loss_curves", "rosenbrock_paths", "comparison", "image_grid"]
+__all__ = ["loss_curves", "rosenbrock_paths", "comparison", "image_grid", "settings_text"]
 
 INSTALL_HINT = "pip install 'downhill[plot]'"
 
@@ -34,6 +34,16 @@ def _figure(**kwargs):
 def _save(fig, path):
     fig.savefig(path, dpi=100)
     return path
+
+
+#: Inches added to a figure's width for the legend on its right, at least.
+_LEGEND_WIDTH = 2.5
+
+
+def _legend_width(histories):
+    """Inches for the legend: enough for its longest entry, so the axes keep their width."""
+    longest = max((len(_label(h)) for h in histories), default=0)
+    return max(_LEGEND_WIDTH, 0.075 * longest + 0.6)
 
 
 def _color(i):
@@ -60,7 +70,85 @@ def _draw_losses(ax, histories, monitor="loss"):
     ax.set_xlabel("updates")
     ax.set_ylabel(monitor)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+
+
+#: Hyperparameters that do not change the steps, left out of legends.
+_NOT_SHOWN = frozenset({
+    "patience", "validate_every", "min_improvement", "on_nonfinite", "max_skips",
+    "checkpoint", "checkpoint_every", "resume", "seed", "hv_method"})
+
+#: Short names for legends.
+_SHORT = {"learning_rate": "lr", "rms_regularizer": "\N{GREEK SMALL LETTER EPSILON}",
+          "rms_halflife": "halflife", "rprop_increase": "\N{GREEK SMALL LETTER ETA}+",
+          "rprop_decrease": "\N{GREEK SMALL LETTER ETA}\N{MINUS SIGN}"}
+
+
+def _value_text(value):
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return f"{value:g}"
+    return str(value)
+
+
+def settings_text(hyperparameters):
+    """A short text of the hyperparameters that shape the steps, for legends.
+
+    Parameters
+    ----------
+    hyperparameters : dict
+        E.g. :attr:`History.hyperparameters
+        <downhill.problems.History>`.
+
+    Returns
+    -------
+    str
+        E.g. ``'lr=0.003, momentum=0.7'``; loop settings (``patience``,
+        ``validate_every``, checkpoints ...) are left out, a few long names
+        shortened (``lr``, ``ε`` for ``rms_regularizer``, ``η+``/``η−``
+        for RProp's step factors).
+    """
+    parts = []
+    for name, value in hyperparameters.items():
+        if name in _NOT_SHOWN or value is None:
+            continue
+        if name == "nesterov":
+            if value:
+                parts.append("nesterov")
+            continue
+        parts.append(f"{_SHORT.get(name, name)}={_value_text(value)}")
+    return ", ".join(parts)
+
+
+def _label(history):
+    text = settings_text(getattr(history, "hyperparameters", {}))
+    return f"{history.label}: {text}" if text else history.label
+
+
+def _legend(fig, histories, curves=True, paths=False):
+    """A legend outside the axes, on the right: one entry per run, then a style key.
+
+    The runs' entries show their colours and the hyperparameters each was
+    given; the key says which line style is training, which validation
+    (and, with ``paths``, the markers of the contour panel).
+    """
+    from matplotlib.lines import Line2D
+
+    runs = [Line2D([], [], color=_color(i), lw=2, label=_label(h))
+            for i, h in enumerate(histories)]
+    key = []
+    if curves:
+        key += [Line2D([], [], color="0.35", lw=1.5, label="training"),
+                Line2D([], [], color="0.35", lw=1, ls="--", marker=".",
+                       label="validation")]
+    if paths:
+        key += [Line2D([], [], color="k", marker="s", ls="", ms=6, label="start"),
+                Line2D([], [], color="0.35", marker="o", ls="", ms=5, label="end of a path"),
+                Line2D([], [], color="k", marker="*", ls="", ms=12, label="minimum (1, 1)")]
+    if key:   # a blank line between the runs and the key
+        key.insert(0, Line2D([], [], ls="", label=" "))
+    fig.legend(handles=runs + key, loc="outside right upper", fontsize="small",
+               title="algorithm: settings", title_fontsize="small", alignment="left")
 
 
 def _monitors(monitor):
@@ -96,10 +184,11 @@ def loss_curves(histories, path, title=None, monitor="loss"):
     if not isinstance(histories, (list, tuple)):
         histories = [histories]
     names = _monitors(monitor)
-    fig = _figure(figsize=(6 * len(names), 4), layout="constrained")
+    fig = _figure(figsize=(6 * len(names) + _legend_width(histories), 4), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):
         _draw_losses(ax, histories, name)
+    _legend(fig, histories)
     if title and len(names) == 1:
         axes[0].set_title(title)
     elif title:
@@ -141,7 +230,6 @@ def _draw_contour(ax, histories):
     ax.set_ylim(y0, y1)
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
-    ax.legend(fontsize="small", loc="lower right")
 
 
 def rosenbrock_paths(histories, path, title=None):
@@ -166,9 +254,10 @@ def rosenbrock_paths(histories, path, title=None):
     ImportError
         If matplotlib is not installed.
     """
-    fig = _figure(figsize=(6, 5), layout="constrained")
+    fig = _figure(figsize=(6 + _legend_width(histories), 5), layout="constrained")
     ax = fig.add_subplot()
     _draw_contour(ax, histories)
+    _legend(fig, histories, curves=False, paths=True)
     ax.set_title(title or "Rosenbrock function: optimizer paths")
     return _save(fig, path)
 
@@ -202,7 +291,8 @@ def comparison(histories, path, title=None, paths=False, monitor="loss"):
     """
     names = _monitors(monitor)
     panels = len(names) + bool(paths)
-    fig = _figure(figsize=(6 * panels, 4.5 + 0.5 * bool(paths)), layout="constrained")
+    fig = _figure(figsize=(6 * panels + _legend_width(histories), 4.5 + 0.5 * bool(paths)),
+                  layout="constrained")
     axes = list(fig.subplots(1, panels, squeeze=False)[0])
     if paths:
         ax = axes.pop(0)
@@ -211,7 +301,11 @@ def comparison(histories, path, title=None, paths=False, monitor="loss"):
     for ax, name in zip(axes, names):
         _draw_losses(ax, histories, name)
         ax.set_title(name)
-    if title:
+    _legend(fig, histories, paths=paths)
+    if title and panels == 1:
+        # over the axes alone: a figure title would run into the legend
+        axes[0].set_title(title)
+    elif title:
         fig.suptitle(title)
     return _save(fig, path)
 

@@ -17,7 +17,7 @@ from .base import build
 from .dataset import Dataset
 
 __all__ = [
-    "PROBLEMS", "Problem", "History", "make_problem", "train",
+    "PROBLEMS", "SUGGESTED", "Problem", "History", "make_problem", "train",
     "rosenbrock", "rosenbrock_loss", "rosenbrock_value", "factorization",
     "digits", "sparse_digits", "load_digits",
 ]
@@ -48,11 +48,17 @@ class Problem:
     monitors : list of (str, expression)
         Extra quantities to report besides the loss.
     settings : dict
-        Suggested ``learning_rate``, ``batch_size``, ``max_updates`` and
-        ``validate_every``; anything given explicitly to :func:`train`
-        takes precedence.
+        Suggested ``batch_size``, ``max_updates`` and ``validate_every``
+        (the same for every algorithm); anything given explicitly to
+        :func:`train` takes precedence.
     description : str
         One line for listings.
+
+    Notes
+    -----
+    The step hyperparameters (learning rate, momentum, ...) suggested for
+    each algorithm come from :meth:`suggested`, which looks them up in
+    :data:`SUGGESTED` under the problem's ``name``.
     """
 
     def __init__(self, name, loss, params, train=None, valid=None, monitors=(),
@@ -68,6 +74,25 @@ class Problem:
 
     def __repr__(self):
         return f"<Problem {self.name!r}: {self.description}>"
+
+    def suggested(self, algo):
+        """Hyperparameters suggested for an algorithm on this problem.
+
+        Parameters
+        ----------
+        algo : str
+            Algorithm name (case-insensitive).
+
+        Returns
+        -------
+        dict
+            A copy of ``SUGGESTED[self.name][algo]``: keywords of
+            :meth:`~downhill.base.Optimizer.iterate` such as
+            ``learning_rate`` and ``momentum``. Empty (the algorithm's own
+            defaults) for an algorithm or problem the table does not know,
+            e.g. an algorithm registered by the user.
+        """
+        return dict(SUGGESTED.get(self.name, {}).get(algo.lower(), {}))
 
 
 # ----------------------------------------------------------------------
@@ -144,7 +169,7 @@ def rosenbrock(dims=2, seed=0):
     return Problem(
         "rosenbrock", rosenbrock_loss(x), [x],
         monitors=[("dist", pt.sqrt(pt.sqr(x - _const(1)).sum()))],
-        settings=dict(learning_rate=1e-3, batch_size=0, max_updates=1000,
+        settings=dict(batch_size=0, max_updates=1000,
                       validate_every=10),
         description=f"{dims}-D Rosenbrock function (minimum 0 at x = 1)")
 
@@ -180,7 +205,7 @@ def factorization(seed=0, rows=20, cols=30, rank=3):
     return Problem(
         "factorization", loss, [u, v], train=[y], valid=[y],
         monitors=[("u<0.1", (abs(u) < _const(0.1)).mean())],
-        settings=dict(learning_rate=0.01, batch_size=0, max_updates=500,
+        settings=dict(batch_size=0, max_updates=500,
                       validate_every=10),
         description=f"{rows}x{cols} rank-{rank} matrix factorization (the README's)")
 
@@ -265,7 +290,7 @@ def digits(seed=0, hidden=0, valid_fraction=0.2):
     kind = f"MLP with {hidden} hidden units" if hidden else "softmax regression"
     return Problem(
         "digits", loss, params, train=[xt, yt], valid=[xv, yv], monitors=[("acc", acc)],
-        settings=dict(learning_rate=0.01, batch_size=64, max_updates=30, validate_every=2),
+        settings=dict(batch_size=64, max_updates=30, validate_every=2),
         description=f"8x8 digits, {kind} (scikit-learn's bundled data)")
 
 
@@ -307,8 +332,76 @@ def sparse_digits(seed=0, samples=300, basis=16, sparsity=0.1):
     return Problem(
         "sparse-digits", loss, [d, z], train=[xt], valid=[xt],
         monitors=[("err", err), ("z<0.01", (abs(z) < _const(0.01)).mean())],
-        settings=dict(learning_rate=0.01, batch_size=0, max_updates=300, validate_every=10),
+        settings=dict(batch_size=0, max_updates=300, validate_every=10),
         description=f"sparse coding of {len(xt)} digits with {basis} basis images")
+
+
+# ----------------------------------------------------------------------
+# suggested hyperparameters
+
+#: Step hyperparameters suggested for every registered algorithm on each
+#: problem: ``SUGGESTED[problem][algorithm]`` holds keywords of
+#: :meth:`~downhill.base.Optimizer.iterate`. :func:`train` (and so the
+#: command line and the examples) uses them unless given others; they are
+#: what :meth:`Problem.suggested` returns.
+#:
+#: They were picked by short runs of each algorithm with the problem's
+#: suggested batch size and number of updates (``rosenbrock`` in 2 and 100
+#: dimensions, ``digits`` with 0 and 32 hidden units): each makes steady
+#: progress without diverging, not the fastest possible. Momentum helps the
+#: first-order methods through the Rosenbrock valley and past the saddle at
+#: the start of the factorizations. RMSProp's and Adam's steps keep about
+#: the size of the learning rate however small the gradient, so near a
+#: minimum they bounce: a large ``rms_regularizer`` (RMSProp on Rosenbrock:
+#: plain gradient steps where the gradient is small), long averages or a
+#: small learning rate (the demo's factorization) keep the curves falling.
+#: ESGD's curvature average starts at zero, so its ``rms_regularizer`` is
+#: raised to keep the first steps bounded. ADADELTA has no learning rate;
+#: its ``rms_regularizer`` sets the size of its first steps. RProp uses
+#: gentler step-size factors than iRprop-'s usual 1.2 and 0.5 where those
+#: oscillate.
+SUGGESTED = {
+    "rosenbrock": {
+        "sgd": dict(learning_rate=1e-3, momentum=0.9),
+        "nag": dict(learning_rate=7e-4, momentum=0.9),
+        "rmsprop": dict(learning_rate=3e-3, momentum=0.9, rms_regularizer=1.0),
+        "rprop": dict(learning_rate=1e-3, rprop_increase=1.1, rprop_decrease=0.7),
+        "adagrad": dict(learning_rate=0.3, momentum=0.8),
+        "adadelta": dict(rms_regularizer=1e-5, rms_halflife=100.0, momentum=0.9),
+        "esgd": dict(learning_rate=0.3, momentum=0.9, rms_regularizer=100.0),
+        "adam": dict(learning_rate=0.1, beta2_halflife=300.0),
+    },
+    "factorization": {
+        "sgd": dict(learning_rate=1.0),
+        "nag": dict(learning_rate=1.0, momentum=0.5),
+        "rmsprop": dict(learning_rate=3e-3, rms_halflife=50.0),
+        "rprop": dict(learning_rate=1e-3, rprop_increase=1.2, rprop_decrease=0.5),
+        "adagrad": dict(learning_rate=0.1),
+        "adadelta": dict(rms_regularizer=1e-4),
+        "esgd": dict(learning_rate=0.1, rms_regularizer=0.1),
+        "adam": dict(learning_rate=0.01),
+    },
+    "digits": {
+        "sgd": dict(learning_rate=0.1, momentum=0.9),
+        "nag": dict(learning_rate=0.1, momentum=0.9),
+        "rmsprop": dict(learning_rate=5e-3),
+        "rprop": dict(learning_rate=3e-3),
+        "adagrad": dict(learning_rate=0.1),
+        "adadelta": dict(rms_regularizer=1e-4),
+        "esgd": dict(learning_rate=0.03),
+        "adam": dict(learning_rate=0.01),
+    },
+    "sparse-digits": {
+        "sgd": dict(learning_rate=3.0, momentum=0.9),
+        "nag": dict(learning_rate=3.0, momentum=0.9),
+        "rmsprop": dict(learning_rate=0.01),
+        "rprop": dict(learning_rate=0.01),
+        "adagrad": dict(learning_rate=0.1),
+        "adadelta": dict(rms_regularizer=1e-4, momentum=0.9),
+        "esgd": dict(learning_rate=0.1, rms_regularizer=0.01),
+        "adam": dict(learning_rate=0.01),
+    },
+}
 
 
 #: Problem builders by name; the command line's ``PROBLEM`` choices.
@@ -357,6 +450,8 @@ class History:
         Usually the algorithm's name.
     updates_per_iteration : int, optional
         Batches (parameter updates) in one training iteration; default 1.
+    hyperparameters : dict, optional
+        The hyperparameters the run was given (suggested or explicit).
 
     Attributes
     ----------
@@ -364,6 +459,9 @@ class History:
         Usually the algorithm's name.
     updates_per_iteration : int
         Batches (parameter updates) in one training iteration.
+    hyperparameters : dict
+        The hyperparameters the run was given besides the algorithm's
+        defaults (the plots show the step-related ones in their legends).
     iterations : list of int
         Iteration numbers (1, 2, ...) of the training monitors.
     train : list of dict
@@ -381,9 +479,10 @@ class History:
         validation data.
     """
 
-    def __init__(self, label, updates_per_iteration=1):
+    def __init__(self, label, updates_per_iteration=1, hyperparameters=None):
         self.label = label
         self.updates_per_iteration = updates_per_iteration
+        self.hyperparameters = dict(hyperparameters or {})
         self.iterations = []
         self.train = []
         self.valid_iterations = []
@@ -445,8 +544,9 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     batch_size, max_updates : int, optional
         Default: the problem's suggested settings.
     **hyperparameters
-        Passed to ``iterate``; the problem's suggested ``learning_rate`` and
-        ``validate_every`` apply unless given.
+        Passed to ``iterate``. Each overrides the same name in the problem's
+        ``validate_every`` setting and in the hyperparameters suggested for
+        ``algo`` (:meth:`Problem.suggested`), which apply otherwise.
 
     Returns
     -------
@@ -467,13 +567,14 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     suggested_updates = settings.pop("max_updates", None)
     batch_size = suggested_batch if batch_size is None else batch_size
     max_updates = suggested_updates if max_updates is None else max_updates
-    settings.update(hyperparameters)
+    step = dict(problem.suggested(algo), **hyperparameters)
+    settings.update(step)
 
     opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors)
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)
-    history = History(algo, train_set.iteration_size)
+    history = History(algo, train_set.iteration_size, hyperparameters=step)
     loop = opt.iterate(train_set, valid_set, max_updates=max_updates, **settings)
     every = settings.get("validate_every", opt.hyperparameters()["validate_every"].default)
     watched = problem.params[0]

@@ -19,14 +19,16 @@ from downhill import plot, problems
 @click.option("--max-updates", default=20, show_default=True,
               help="Iterations (passes over the training images).")
 @click.option("--batch-size", default=64, show_default=True, help="Images per batch.")
-@click.option("--learning-rate", default=0.01, show_default=True, help="Step size.")
+@click.option("--learning-rate", type=float, default=None,
+              help="Step size. Default: the one suggested for the algorithm.")
 @click.option("--output", default="digits-classifier.png", show_default=True,
               type=click.Path(dir_okay=False), help="The PNG of loss and accuracy to write.")
 def main(hidden, algo, max_updates, batch_size, learning_rate, output):
     """Train a digit classifier and plot its loss and accuracy."""
     problem = problems.digits(hidden=hidden)
+    given = {} if learning_rate is None else {"learning_rate": learning_rate}
     history = problems.train(problem, algo, max_updates=max_updates, batch_size=batch_size,
-                             learning_rate=learning_rate, validate_every=1)
+                             validate_every=1, **given)
     click.echo(f"{problem.description}, {algo}: validation accuracy "
                f"{history.final_valid['acc']:.1%}, loss {history.final_valid['loss']:.4g}")
     plot.loss_curves(history, output, monitor=["loss", "acc"], title=problem.description)

@@ -19,7 +19,8 @@ from downhill import plot, problems
 @click.option("--sparsity", default=0.1, show_default=True, help="Weight of the L1 penalty.")
 @click.option("--algo", default="rmsprop", show_default=True, help="The algorithm.")
 @click.option("--max-updates", default=300, show_default=True, help="Updates.")
-@click.option("--learning-rate", default=0.01, show_default=True, help="Step size.")
+@click.option("--learning-rate", type=float, default=None,
+              help="Step size. Default: the one suggested for the algorithm.")
 @click.option("--output", default="digits-basis.png", show_default=True,
               type=click.Path(dir_okay=False), help="The PNG of the basis to write.")
 @click.option("--curves", default=None, type=click.Path(dir_okay=False),
@@ -27,8 +28,8 @@ from downhill import plot, problems
 def main(samples, basis, sparsity, algo, max_updates, learning_rate, output, curves):
     """Learn a sparse basis for the digits and show it."""
     problem = problems.sparse_digits(samples=samples, basis=basis, sparsity=sparsity)
-    history = problems.train(problem, algo, max_updates=max_updates,
-                             learning_rate=learning_rate)
+    given = {} if learning_rate is None else {"learning_rate": learning_rate}
+    history = problems.train(problem, algo, max_updates=max_updates, **given)
     final = history.final_train
     click.echo(f"{algo}: loss {final['loss']:.4g}, reconstruction error {final['err']:.4g}, "
                f"near-zero codes {final['z<0.01']:.0%}")

@@ -3,6 +3,9 @@
     python examples/rosenbrock-100d.py --output rosenbrock-100d.png
 
 Its minimum is 0 at (1, ..., 1); the monitor ``dist`` is the distance to it.
+Each algorithm runs with the hyperparameters suggested for it on this
+problem (``downhill.problems.SUGGESTED``, shown in the legend) unless
+``--learning-rate`` or ``--momentum`` sets one for all.
 """
 
 import click
@@ -16,18 +19,21 @@ from downhill import plot, problems
 @click.option("--algos", default=",".join(sorted(downhill.ALGORITHMS)), show_default=True,
               help="Comma-separated algorithms.")
 @click.option("--max-updates", default=500, show_default=True, help="Updates per algorithm.")
-@click.option("--learning-rate", default=1e-3, show_default=True, help="Step size.")
-@click.option("--momentum", default=0.9, show_default=True, help="Momentum (0 <= m < 1).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Step size of every algorithm. Default: each algorithm's suggestion.")
+@click.option("--momentum", type=float, default=None,
+              help="Momentum of every algorithm, 0 <= m < 1. Default: each one's suggestion.")
 @click.option("--output", default="rosenbrock-100d.png", show_default=True,
               type=click.Path(dir_okay=False), help="The PNG to write.")
 def main(dims, algos, max_updates, learning_rate, momentum, output):
     """Loss and distance to the minimum on the N-D Rosenbrock function."""
+    given = {name: value for name, value in
+             (("learning_rate", learning_rate), ("momentum", momentum)) if value is not None}
     histories = []
     for algo in [a.strip() for a in algos.split(",") if a.strip()]:
         problem = problems.rosenbrock(dims=dims)
         try:
-            history = problems.train(problem, algo, max_updates=max_updates,
-                                     learning_rate=learning_rate, momentum=momentum)
+            history = problems.train(problem, algo, max_updates=max_updates, **given)
         except FloatingPointError as err:
             click.echo(f"{algo}: failed: {err}")
             continue
@@ -35,8 +41,7 @@ def main(dims, algos, max_updates, learning_rate, momentum, output):
                    f"distance {history.final_valid['dist']:.3g}")
         histories.append(history)
     plot.comparison(histories, output, monitor=["loss", "dist"],
-                    title=f"{dims}-D Rosenbrock, learning_rate={learning_rate:g}, "
-                          f"momentum={momentum:g}")
+                    title=f"{dims}-D Rosenbrock, {max_updates} updates per algorithm")
     click.echo(f"wrote {output}")
 
 

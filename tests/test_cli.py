@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import downhill
-from downhill import cli
+from downhill import cli, problems
 from downhill.util import Hyper
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -76,6 +76,17 @@ def test_demo_prints_monitors_and_plots(tmp_path):
     assert out.read_bytes()[:8] == PNG
 
 
+def test_demo_curve_falls_to_the_end():
+    # the demo's run: RMSProp with its suggested settings for the factorization
+    history = problems.train(problems.factorization(), "rmsprop")
+    valid = [v["loss"] for v in history.valid]
+    assert len(history.iterations) == 500            # no early stop: still improving
+    assert all(b < a for a, b in zip(valid, valid[1:])), valid
+    train = [t["loss"] for t in history.train]
+    assert all(b < a * 1.01 for a, b in zip(train, train[1:]))
+    assert valid[-1] < 1e-4 * valid[0]
+
+
 def test_demo_json_shows_progress_from_the_start():
     result = invoke("demo", "--max-updates", 40, "--json")
     assert result.exit_code == 0, result.output
@@ -83,7 +94,7 @@ def test_demo_json_shows_progress_from_the_start():
     assert data["algorithm"] == "rmsprop" and data["problem"] == "factorization"
     assert data["iterations"] == 40
     # the loss starts near 2.67 (see the log lines) and decreases steadily
-    assert data["valid"]["loss"] < 1.5
+    assert data["valid"]["loss"] < 2.0
     assert "validation 0 loss=2.66689" in result.stderr
 
 

@@ -102,6 +102,16 @@ def test_reference_float64(algo, hyper, delta, extra):
     np.testing.assert_allclose(w.get_value(), want, rtol=1e-9, atol=1e-12)
 
 
+def test_nag_warns_about_zero_momentum_when_run_not_when_built(caplog):
+    w, loss, w0, grad = quadratic()
+    opt = downhill.build("nag", loss)
+    assert "plain SGD" not in caplog.text
+    opt.get_updates(learning_rate=0.01, momentum=0.9)
+    assert "plain SGD" not in caplog.text
+    opt.get_updates(learning_rate=0.01)
+    assert "NAG with momentum=0 is plain SGD" in caplog.text
+
+
 def test_nag_is_nesterov_and_equals_sgd_without_momentum():
     w, loss, w0, grad = quadratic()
     run_steps(downhill.NAG(loss), 10, learning_rate=0.01, momentum=0.9)

@@ -14,8 +14,8 @@ from downhill.problems import History
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_history(label, n=20, path=False):
-    h = History(label, updates_per_iteration=3)
+def fake_history(label, n=20, path=False, **hyperparameters):
+    h = History(label, updates_per_iteration=3, hyperparameters=hyperparameters)
     h.iterations = list(range(1, n + 1))
     h.train = [{"loss": 10.0 / i, "acc": 1 - 1.0 / i} for i in h.iterations]
     h.valid_iterations = list(range(0, n + 1, 5))
@@ -58,8 +58,9 @@ def test_loss_curves_draw_train_and_validation_against_updates(tmp_path, monkeyp
     assert loss_ax.get_xlabel() == "updates" and loss_ax.get_ylabel() == "loss"
     assert loss_ax.get_yscale() == "log"           # 10 down to 0.5, positive
     assert acc_ax.get_yscale() == "linear"          # 0 to 0.95: no log scale
-    labels = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    labels = [line.get_label() for line in loss_ax.get_lines()]
     assert labels == ["a train", "a validation", "b train", "b validation"]
+    assert loss_ax.get_legend() is None   # one legend for the figure, outside the axes
     train_line = loss_ax.get_lines()[0]
     assert list(train_line.get_xdata()) == [3 * i for i in range(1, 21)]
     valid_line = loss_ax.get_lines()[1]
@@ -74,6 +75,85 @@ def test_comparison_with_paths_and_image_grid(tmp_path):
     grid = plot.image_grid(np.random.default_rng(0).normal(size=(5, 8, 8)),
                            tmp_path / "grid.png", title="five")
     assert matplotlib.image.imread(grid).std() > 0.01
+
+
+def saved_figures(monkeypatch):
+    """Keep the figures that plot functions save, to inspect them."""
+    figures = []
+    real = plot._save
+
+    def keep(fig, path):
+        figures.append(fig)
+        return real(fig, path)
+
+    monkeypatch.setattr(plot, "_save", keep)
+    return figures
+
+
+def legend_texts(fig):
+    (legend,) = fig.legends
+    return [t.get_text() for t in legend.get_texts()]
+
+
+@pytest.mark.parametrize("paths", [False, True])
+def test_comparison_legend_has_one_entry_per_algorithm_and_a_style_key(
+        tmp_path, monkeypatch, paths):
+    figures = saved_figures(monkeypatch)
+    names = ["sgd", "nag", "rmsprop", "rprop", "adagrad", "adadelta", "esgd", "adam"]
+    histories = [fake_history(name, path=paths, learning_rate=0.01 * (i + 1), momentum=0.5,
+                              validate_every=3, patience=4)
+                 for i, name in enumerate(names)]
+    plot.comparison(histories, tmp_path / "cmp.png", paths=paths, monitor=["loss", "acc"])
+    (fig,) = figures
+    texts = legend_texts(fig)
+    key = ["training", "validation"] + (["start", "end of a path", "minimum (1, 1)"]
+                                         if paths else [])
+    runs = [f"{name}: lr={0.01 * (i + 1):g}, momentum=0.5" for i, name in enumerate(names)]
+    assert texts == runs + [" "] + key    # loop settings (patience ...) left out
+    (legend,) = fig.legends
+    colors = [h.get_color() for h in legend.legend_handles[:len(names)]]
+    assert colors == [f"C{i}" for i in range(len(names))]
+    styles = [h.get_linestyle() for h in legend.legend_handles[len(names) + 1:][:2]]
+    assert styles == ["-", "--"]
+    # the legend is outside every axes: no curve hides under it
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert ax.get_legend() is None
+        assert box.x0 >= ax.get_window_extent().x1
+    # one curve of each kind per run and monitor, in the run's colour
+    curves = [ax for ax in fig.axes if ax.get_xlabel() == "updates"]
+    assert len(curves) == 2
+    for ax in curves:
+        assert [line.get_color() for line in ax.get_lines()] == [
+            f"C{i}" for i in range(len(names)) for _ in range(2)]
+
+
+def test_one_panel_title_stays_clear_of_the_legend(tmp_path, monkeypatch):
+    figures = saved_figures(monkeypatch)
+    long = "sparse coding of 300 digits with 16 basis images"
+    runs = [fake_history(name, learning_rate=1e-4, momentum=0.9, rms_regularizer=1e-5,
+                         rms_halflife=100.0) for name in ("adadelta", "rmsprop")]
+    plot.comparison(runs, tmp_path / "one.png", title=long)
+    plot.comparison(runs, tmp_path / "two.png", title="T", monitor=["loss", "acc"])
+    one, two = figures
+    (ax,) = one.axes
+    assert ax.get_title() == long and one.get_suptitle() == ""
+    assert two.get_suptitle() == "T"
+    for fig in figures:
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        title = (fig._suptitle or fig.axes[0].title).get_window_extent()
+        assert title.x1 <= legend.x0 or title.y0 >= legend.y1
+
+
+def test_settings_text():
+    assert plot.settings_text({}) == ""
+    assert plot.settings_text({"learning_rate": 0.003, "momentum": 0.5, "nesterov": True,
+                               "rms_regularizer": 100.0, "validate_every": 3,
+                               "checkpoint": "x.npz"}) == (
+        "lr=0.003, momentum=0.5, nesterov, \N{GREEK SMALL LETTER EPSILON}=100")
+    assert plot.settings_text({"nesterov": False, "hv_method": "rop"}) == ""
 
 
 def test_rosenbrock_matches_numpy():
