@@ -58,7 +58,10 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     def wrap(data, name, batches):
         if data is None or isinstance(data, Dataset):
             return data
-        return Dataset(data, name=name, batch_size=batch_size, iteration_size=batches)
+        dataset = Dataset(data, name=name, batch_size=batch_size, iteration_size=batches)
+        # validation covers all the data in order, unless a subset is asked for
+        ordered = name == "valid" and batches is None and not dataset.is_callable
+        return dataset.in_order() if ordered else dataset
 
     opt = build(algo, loss, params=params, inputs=inputs, updates=updates,
                 monitors=monitors, monitor_gradients=monitor_gradients)

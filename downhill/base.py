@@ -636,7 +636,8 @@ class Optimizer:
     # ------------------------------------------------------------------
     # data
 
-    def _as_dataset(self, data, name, batch_size=32):
+    def _as_dataset(self, data, name, batch_size=32, ordered=False):
+        """Wrap data into a conformed Dataset; ``ordered`` arrays are not shuffled."""
         if isinstance(data, Dataset):
             dataset = data
         elif data is None:
@@ -653,6 +654,8 @@ class Optimizer:
                     f"{name} data must be a Dataset, a list of arrays (one per input), "
                     f"a callable or None, got {type(data).__name__}")
             dataset = Dataset(data, name=name, batch_size=batch_size)
+            if ordered:
+                dataset = dataset.in_order()
         dataset.conform(self._inputs)
         return dataset
 
@@ -709,7 +712,8 @@ class Optimizer:
         Parameters
         ----------
         dataset : Dataset or list of arrays
-            The data; a list of arrays is evaluated in batches of 32.
+            The data; a list of arrays is evaluated in order, in batches
+            of 32.
 
         Returns
         -------
@@ -717,7 +721,7 @@ class Optimizer:
             ``'loss'`` first, then each monitor: their means over the
             dataset's batches, weighted by batch size.
         """
-        dataset = self._as_dataset(dataset, "evaluation")
+        dataset = self._as_dataset(dataset, "evaluation", ordered=True)
         monitors, _ = self._run_batches(self._compiled_eval(), dataset)
         return monitors
 
@@ -1058,7 +1062,8 @@ class Optimizer:
             batch (a list of arrays) per call. None when the loss has no
             inputs.
         valid : Dataset, list of arrays, callable or None
-            Validation data; defaults to ``train``'s data, evaluated in
+            Validation data (arrays are evaluated in order, without
+            shuffling); defaults to ``train``'s data, evaluated in
             order (see :meth:`Dataset.in_order`) so that validating does not
             change the order of the training batches.
         max_updates : int, optional
@@ -1115,7 +1120,7 @@ class Optimizer:
             valid = train.in_order()
             datasets = {"train": train}
         else:
-            valid = self._as_dataset(valid, "valid", batch_size)
+            valid = self._as_dataset(valid, "valid", batch_size, ordered=True)
             datasets = {"train": train, "valid": valid}
         if resume and os.path.exists(checkpoint):
             self.load(checkpoint, datasets=datasets)

@@ -187,3 +187,25 @@ def test_minimize_one_liner(rng):
                                      batch_size=8, max_updates=30)
     np.testing.assert_allclose(w.get_value(), [1.0, -2.0, 0.5], atol=1e-3)
     assert set(train) == {"loss"}
+
+
+def test_validation_arrays_are_not_shuffled(monkeypatch):
+    """Lists given as validation data are read in order: no permutation per pass."""
+    x = pt.matrix("x")
+    w = pytensor.shared(np.ones(3), name="w")
+    opt = downhill.build("sgd", ((x @ w) ** 2).mean())
+    X = np.arange(300.0).reshape(100, 3)
+    calls = []
+    real = downhill.Dataset._permute
+
+    def counted(self, perm):
+        calls.append(self.name)
+        return real(self, perm)
+
+    monkeypatch.setattr(downhill.Dataset, "_permute", counted)
+    first = opt.evaluate([X])
+    second = opt.evaluate([X])
+    assert first == second and not calls
+    opt.minimize(downhill.Dataset([X], batch_size=10, name="train"), valid=[X], max_updates=2,
+                 validate_every=1, learning_rate=1e-9)
+    assert calls == ["train", "train"]  # one shuffle per training pass, none for validation

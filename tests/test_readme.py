@@ -20,3 +20,14 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert namespace["valid"]["loss"] < 0.05
     assert np.isfinite(namespace["u"].get_value()).all()
     assert (tmp_path / "run.npz").exists()
+
+
+def test_readme_is_valid_restructuredtext():
+    import docutils.core
+    import docutils.utils
+
+    text = (ROOT / "README.rst").read_text()
+    # any warning (a broken heading, a bad directive) raises
+    docutils.core.publish_doctree(
+        text, settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL,
+                                  "report_level": docutils.utils.Reporter.WARNING_LEVEL})
