@@ -459,7 +459,12 @@ class Optimizer:
         return list(self._updates())
 
     def _compiled_step(self):
-        key = self._structure()
+        """The step function for the current structure and compile mode.
+
+        Compiled once per (structure, mode) and cached, so a new learning
+        rate or a second :meth:`iterate` call compiles nothing.
+        """
+        key = (self._structure(), self._mode)
         if key not in self._functions:
             updates = self._user_updates + self._updates()
             log.info("compiling %s step function", type(self).__name__)
@@ -469,12 +474,15 @@ class Optimizer:
         return self._functions[key]
 
     def _compiled_eval(self):
+        """The evaluation function (loss and monitors, no step) for the mode."""
         if self._f_eval is None:
+            self._f_eval = {}
+        if self._mode not in self._f_eval:
             log.info("compiling %s evaluation function", type(self).__name__)
-            self._f_eval = pytensor.function(
+            self._f_eval[self._mode] = pytensor.function(
                 self._inputs, [self._loss] + self._monitor_exprs,
                 updates=self._user_updates, name="evaluate", mode=self._mode)
-        return self._f_eval
+        return self._f_eval[self._mode]
 
     # ------------------------------------------------------------------
     # data
@@ -500,23 +508,32 @@ class Optimizer:
         return dataset
 
     def _run_batches(self, fn, dataset):
-        """Call ``fn`` on every batch of one pass; weighted means of its outputs."""
+        """Call ``fn`` on every batch of one pass; weighted means of its outputs.
+
+        The hot loop: per batch, one call of the compiled function and a
+        running sum of its outputs in Python floats. When the dataset's
+        batches already fit the inputs exactly (:attr:`Dataset.trusted`,
+        established once by :meth:`Dataset.conform`) the function is called
+        without its per-call input checks (PyTensor's ``trust_input``), and
+        the batches themselves are views of the dataset's buffer, not copies.
+        """
+        fn.trust_input = getattr(dataset, "trusted", False)
         sums = None
         total = 0
         for batch in dataset:
             values = fn(*batch)
             weight = dataset.batch_weight(batch)
             if sums is None:
-                sums = [weight * np.asarray(v, dtype=float) for v in values]
+                sums = [weight * float(v) for v in values]
             else:
                 for i, v in enumerate(values):
-                    sums[i] += weight * v
+                    sums[i] += weight * float(v)
             total += weight
             if not math.isfinite(values[0]):
                 return dict(zip(self._monitor_names, (float(v) for v in values))), False
         if sums is None:
             raise ValueError(f"dataset {dataset.name!r} gave no batches")
-        means = (float(s / total) for s in sums)
+        means = (s / total for s in sums)
         return collections.OrderedDict(zip(self._monitor_names, means)), True
 
     def evaluate(self, dataset):
@@ -612,7 +629,7 @@ class Optimizer:
         return monitors
 
     def iterate(self, train=None, valid=None, max_updates=None, *, batch_size=32,
-                **hyperparameters):
+                mode=None, **hyperparameters):
         """Optimize the loss, yielding monitor values after every iteration.
 
         One iteration is one pass over ``train`` (its ``iteration_size``
@@ -637,6 +654,11 @@ class Optimizer:
         batch_size : int, optional
             Batch size used when ``train`` or ``valid`` are lists of arrays.
             Default 32; 0 or less means one batch of everything.
+        mode : str or pytensor Mode, optional
+            Switch the PyTensor compile mode from now on (see the
+            constructor's ``mode``); functions are compiled once per mode and
+            kept, so switching back compiles nothing. Default: keep the
+            current mode.
         **hyperparameters
             See :meth:`hyperparameters`; e.g. ``learning_rate=1e-3``,
             ``momentum=0.9``, ``patience=5``.
@@ -661,6 +683,8 @@ class Optimizer:
                 or max_updates < 0):
             raise ValueError(f"invalid max_updates: {max_updates!r} (must be an integer >= 0)")
         settings = self._configure(hyperparameters)
+        if mode is not None:
+            self._mode = mode
         train = self._as_dataset(train, "train", batch_size)
         valid = train if valid is None else self._as_dataset(valid, "valid", batch_size)
         log.info("%s: %s", type(self).__name__,

@@ -93,6 +93,7 @@ class Dataset:
                     iteration_size = 100
             self.iteration_size = iteration_size
             self._converters = None
+            self.trusted = False
             return
 
         self._callable = None
@@ -124,6 +125,9 @@ class Dataset:
         self.iteration_size = iteration_size or len(self._starts)
         self._buffers = None
         self._position = len(self._starts)  # a pass starts on first use
+        #: Set by :meth:`conform`: every batch fits the inputs exactly, so a
+        #: compiled function may skip its input checks (``trust_input``).
+        self.trusted = False
 
     def __repr__(self):
         return f"<Dataset {self.name!r}: {self.iteration_size} batches per iteration>"
@@ -146,9 +150,19 @@ class Dataset:
         ValueError
             If the number of arrays, an array's number of dimensions or its
             dtype does not fit the input.
+
+        Notes
+        -----
+        Afterwards :attr:`trusted` tells whether every batch is already a
+        numpy array of the input's dtype, number of dimensions and fixed
+        sizes; the optimizer then calls its compiled functions without their
+        per-call input checks. Casting happens here, once, never per batch.
         """
+        self.trusted = False
         if self._callable is not None:
             self._converters = [str(v.dtype) for v in variables]
+            # with no inputs there is nothing a compiled function could check
+            self.trusted = not variables
             return
         if len(self._arrays) != len(variables):
             raise ValueError(
@@ -171,6 +185,23 @@ class Dataset:
                 changed = True
         if changed:
             self._buffers = None
+        self.trusted = all(self._fits(a, v) for a, v in zip(self._arrays, variables))
+
+    def _fits(self, array, variable):
+        """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
+
+        True for a numpy array of the variable's dtype and number of
+        dimensions whose fixed sizes (PyTensor static shape) match on every
+        axis but the batch axis, which must be free. Such batches can be
+        passed to a compiled function without its per-call input checks.
+        """
+        shape = getattr(variable.type, "shape", None)
+        if (not isinstance(array, np.ndarray) or shape is None
+                or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
+                or not array.flags.aligned):
+            return False
+        return all(s is None if axis == self.axis else s in (None, n)
+                   for axis, (s, n) in enumerate(zip(shape, array.shape)))
 
     def _shuffle(self):
         """Start a new pass: permute the samples into the owned buffers."""
