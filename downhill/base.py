@@ -129,8 +129,16 @@ class Optimizer:
         Add a monitor ``grad(NAME)`` per parameter: the squared L2 norm of
         its gradient. Default False.
     mode : str or pytensor Mode, optional
-        PyTensor compile mode of the step function, e.g. ``"NUMBA"``,
-        ``"FAST_RUN"`` (C) or ``"JAX"``. Default: PyTensor's default.
+        PyTensor compile mode of the step and evaluation functions, e.g.
+        ``"NUMBA"``, ``"CVM"`` (the C backend) or ``"JAX"``; :meth:`iterate`
+        can switch it later. Default: PyTensor's default, which in PyTensor 3
+        is Numba (``"FAST_RUN"`` is Numba too). Measured on a 2-core CPU
+        (``benchmarks/README.md``): Numba is the fastest for large updates
+        (one fused loop per parameter at memory speed) and for warm start-up
+        (~0.5 s to the first update); the C backend costs about 1 us less per
+        call on tiny problems but runs large elementwise updates several
+        times slower, and without a BLAS library linked its matrix products
+        are slow; JAX suits accelerators.
     **hyperparameters
         Defaults for this optimizer's hyperparameters; each call of
         :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` starts
