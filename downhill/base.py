@@ -475,10 +475,12 @@ class Optimizer:
         key = (self._structure(), self._mode)
         if key not in self._functions:
             updates = self._user_updates + self._updates()
+            outputs = [self._loss] + self._monitor_exprs
+            name = f"{type(self).__name__}_step"
             log.info("compiling %s step function", type(self).__name__)
             self._functions[key] = pytensor.function(
-                self._inputs, [self._loss] + self._monitor_exprs, updates=updates,
-                name=f"{type(self).__name__}_step", mode=self._mode)
+                self._inputs, outputs, updates=updates, name=name, mode=self._mode)
+            self._remember(self._functions[key], outputs, updates, name)
         return self._functions[key]
 
     def _compiled_eval(self):
@@ -486,11 +488,64 @@ class Optimizer:
         if self._f_eval is None:
             self._f_eval = {}
         if self._mode not in self._f_eval:
+            outputs = [self._loss] + self._monitor_exprs
             log.info("compiling %s evaluation function", type(self).__name__)
             self._f_eval[self._mode] = pytensor.function(
-                self._inputs, [self._loss] + self._monitor_exprs,
-                updates=self._user_updates, name="evaluate", mode=self._mode)
+                self._inputs, outputs, updates=self._user_updates, name="evaluate",
+                mode=self._mode)
+            self._remember(self._f_eval[self._mode], outputs, self._user_updates, "evaluate")
         return self._f_eval[self._mode]
+
+    def _remember(self, fn, outputs, updates, name):
+        """Keep what ``fn`` was compiled from, to compile its in-graph twin."""
+        self.__dict__.setdefault("_recipes", {})[id(fn)] = (fn, outputs, updates, name)
+
+    def _data_variables(self):
+        """Shared variables holding the current dataset's arrays, one per input,
+        and the shared batch size; made on first use."""
+        if "_data_shared" not in self.__dict__:
+            buffers = []
+            for i, var in enumerate(self._inputs):
+                shape = tuple(var.type.shape)
+                empty = np.zeros((0,) + tuple(s or 0 for s in shape[1:]), dtype=var.dtype)
+                buffers.append(pytensor.shared(empty, name=f"{var.name or f'input{i}'}_data",
+                                               shape=(None,) + shape[1:]))
+            size = pytensor.shared(np.int64(1), name="batch_size")
+            self.__dict__["_data_shared"] = (buffers, size)
+        return self.__dict__["_data_shared"]
+
+    def _in_graph(self, fn):
+        """``fn``'s twin that slices its batch out of shared data in the graph.
+
+        Its only input is the batch number; the data, the batch size and the
+        slicing stay inside the compiled function.
+        """
+        twins = self.__dict__.setdefault("_twins", {})
+        if id(fn) not in twins:
+            _, outputs, updates, name = self.__dict__["_recipes"][id(fn)]
+            buffers, size = self._data_variables()
+            number = pt.scalar("batch", dtype="int64")
+            start = number * size
+            givens = [(var, buffer[start:start + size])
+                      for var, buffer in zip(self._inputs, buffers)]
+            log.info("compiling %s %s function with in-graph batches", type(self).__name__, name)
+            twin = pytensor.function([number], outputs, updates=updates, givens=givens,
+                                     name=f"{name}_in_graph", mode=self._mode)
+            twin.trust_input = True
+            twins[id(fn)] = (fn, twin)
+        return twins[id(fn)][1]
+
+    def _graph_batches(self, dataset):
+        """Batches of a shared-variable dataset as batch numbers for :meth:`_in_graph`."""
+        buffers, size = self._data_variables()
+        size.set_value(np.int64(dataset.batch_size))
+        current = None
+        for number, weight, arrays in dataset.batch_numbers():
+            if arrays is not current:  # a new buffer: point the graph at it
+                for shared, array in zip(buffers, arrays):
+                    shared.set_value(array, borrow=True)
+                current = arrays
+            yield (number,), weight
 
     # ------------------------------------------------------------------
     # data
@@ -524,13 +579,19 @@ class Optimizer:
         established once by :meth:`Dataset.conform`) the function is called
         without its per-call input checks (PyTensor's ``trust_input``), and
         the batches themselves are views of the dataset's buffer, not copies.
+        Data given as PyTensor shared variables (:attr:`Dataset.in_graph`)
+        is batched inside the graph: only the batch number crosses over.
         """
-        fn.trust_input = getattr(dataset, "trusted", False)
+        if getattr(dataset, "in_graph", False):
+            fn = self._in_graph(fn)
+            batches = self._graph_batches(dataset)
+        else:
+            fn.trust_input = getattr(dataset, "trusted", False)
+            batches = ((batch, dataset.batch_weight(batch)) for batch in dataset)
         sums = None
         total = 0
-        for batch in dataset:
+        for batch, weight in batches:
             values = fn(*batch)
-            weight = dataset.batch_weight(batch)
             if sums is None:
                 sums = [weight * float(v) for v in values]
             else:

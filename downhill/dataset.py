@@ -93,7 +93,7 @@ class Dataset:
                     iteration_size = 100
             self.iteration_size = iteration_size
             self._converters = None
-            self.trusted = False
+            self.trusted = self.in_graph = False
             return
 
         self._callable = None
@@ -117,6 +117,7 @@ class Dataset:
                 f"inputs differ in length along axis {axis} ({detail}); every input needs "
                 "one entry per sample")
         self._arrays = arrays
+        self._from_shared = all(hasattr(x, "get_value") for x in inputs)
         self._count = lengths[0]
         if batch_size is None or batch_size <= 0 or batch_size >= self._count:
             batch_size = self._count
@@ -128,6 +129,10 @@ class Dataset:
         #: Set by :meth:`conform`: every batch fits the inputs exactly, so a
         #: compiled function may skip its input checks (``trust_input``).
         self.trusted = False
+        #: Set by :meth:`conform`: the inputs were PyTensor shared variables
+        #: and fit exactly, so batches can be sliced inside the compiled graph
+        #: (see :meth:`batch_numbers`).
+        self.in_graph = False
 
     def __repr__(self):
         return f"<Dataset {self.name!r}: {self.iteration_size} batches per iteration>"
@@ -157,8 +162,11 @@ class Dataset:
         numpy array of the input's dtype, number of dimensions and fixed
         sizes; the optimizer then calls its compiled functions without their
         per-call input checks. Casting happens here, once, never per batch.
+        :attr:`in_graph` tells whether, moreover, the data came as PyTensor
+        shared variables batched along axis 0: the optimizer then slices the
+        batches inside its compiled graph and passes only a batch number.
         """
-        self.trusted = False
+        self.trusted = self.in_graph = False
         if self._callable is not None:
             self._converters = [str(v.dtype) for v in variables]
             # with no inputs there is nothing a compiled function could check
@@ -186,6 +194,7 @@ class Dataset:
         if changed:
             self._buffers = None
         self.trusted = all(self._fits(a, v) for a, v in zip(self._arrays, variables))
+        self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
     def _fits(self, array, variable):
         """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
@@ -237,6 +246,28 @@ class Dataset:
         if self._callable is not None:
             return shape[0] if shape else 1
         return shape[self.axis]
+
+    def batch_numbers(self):
+        """Yield ``iteration_size`` batches as positions in the current buffers.
+
+        For batching inside a compiled graph: yields ``(number, weight,
+        buffers)`` where the batch is ``buffer[number * batch_size:][:batch_size]``
+        of each array in ``buffers``, ``number`` a 0-d int64 array and
+        ``weight`` the batch's number of samples. ``buffers`` is the same
+        list object until a pass reshuffles into new arrays; later passes
+        permute in place, into the same arrays.
+        """
+        if self._callable is not None:
+            raise ValueError(f"{self.name}: a callable dataset has no buffers to index")
+        if getattr(self, "_numbers", None) is None:
+            self._numbers = [np.asarray(k, dtype=np.int64) for k in range(len(self._starts))]
+        for _ in range(self.iteration_size):
+            if self._position >= len(self._starts):
+                self._shuffle()
+            k = self._position
+            self._position += 1
+            yield self._numbers[k], min(self.batch_size, self._count - self._starts[k]), \
+                self._buffers
 
     def __iter__(self):
         """Yield ``iteration_size`` batches, each a list of arrays."""

@@ -184,3 +184,56 @@ def test_iterate_mode_switches_and_caches_functions(rng):
     opt.minimize([X, Y], batch_size=4, learning_rate=0.01, max_updates=1, mode="NUMBA")
     assert [key[1] for key in opt._functions] == ["FAST_COMPILE", "NUMBA"]
     assert list(opt._f_eval) == ["FAST_COMPILE", "NUMBA"]
+
+
+def test_shared_data_is_batched_inside_the_graph(rng):
+    # the same seeds and data as numpy arrays or as shared variables give
+    # exactly the same training, but for shared data the compiled function's
+    # only input is the batch number
+    x, y, loss = regression("float64")
+    X = rng.normal(size=(36, 3))  # 5 batches of 8 and one of 4 per pass
+    Y = X @ np.array([1.0, -2.0, 0.5])
+    V = rng.normal(size=(12, 3))  # a separate validation set
+    W = V @ np.array([1.0, -2.0, 0.5]) + 0.1
+    shared_X, shared_Y = pytensor.shared(X.copy()), pytensor.shared(Y.copy())
+    runs = []
+    for data, valid in (([X, Y], [V, W]), ([shared_X, shared_Y],
+                                           [pytensor.shared(V), pytensor.shared(W)])):
+        _, _, loss = regression("float64")
+        opt = downhill.build("sgd", loss)
+        ds = downhill.Dataset(data, batch_size=8, iteration_size=7, rng=0)
+        valid = downhill.Dataset(valid, batch_size=5, rng=1)
+        history = list(opt.iterate(ds, valid, learning_rate=0.05, max_updates=3,
+                                   validate_every=1))
+        runs.append((opt, ds, history, [p.get_value() for p in opt.params]))
+    (_, plain, h0, p0), (opt, ds, h1, p1) = runs
+    assert not plain.in_graph and ds.in_graph
+    assert h0 == h1
+    for a, b in zip(p0, p1):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(shared_X.get_value(), X)  # the user's data is untouched
+    twins = [twin for _, twin in opt._twins.values()]
+    assert len(twins) == 2  # step and evaluation
+    for twin in twins:
+        explicit = [i for i in twin.maker.inputs if not i.shared]
+        assert len(explicit) == 1 and explicit[0].variable.type.ndim == 0
+        assert explicit[0].variable.dtype == "int64"
+    # the graph reads the dataset's own (shuffled) buffer, not a copy of it
+    opt.evaluate(ds)  # the validation set was last; evaluate points back at ds
+    buffers, size = opt._data_variables()
+    assert size.get_value() == 8  # the validation batches had 5
+    for shared, array in zip(buffers, ds._buffers):
+        assert np.shares_memory(shared.get_value(borrow=True), array)
+
+
+def test_in_graph_only_for_fitting_shared_data(rng):
+    X = pytensor.shared(rng.normal(size=(16, 3)).astype("float32"))
+    x32, x64 = pt.matrix("x", dtype="float32"), pt.matrix("x", dtype="float64")
+    for data, variable, in_graph in [([X], x32, True), ([X], x64, True),
+                                     ([X.get_value()], x32, False)]:
+        ds = downhill.Dataset(data, batch_size=4)
+        ds.conform([variable])
+        assert ds.in_graph is in_graph
+    ds = downhill.Dataset([pytensor.shared(np.zeros((3, 16)))], batch_size=4, axis=1)
+    ds.conform([pt.matrix("x")])
+    assert ds.trusted and not ds.in_graph
