@@ -582,6 +582,17 @@ def startup_case(table, results, quick, modes):
 
 # ----------------------------------------------------------------------
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment():
     info = {
         "machine": platform.platform(),
@@ -594,6 +605,9 @@ def environment():
         "torch": torch.__version__ if torch else None,
         "downhill": downhill.__version__,
         "pytensor_mode": str(pytensor.config.mode),
+        "pytensor_default_linker": type(
+            pytensor.compile.mode.get_default_mode().linker).__name__,
+        "cpu": cpu_model(),
         "threads": {
             "mlp_case": THREADS,
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
