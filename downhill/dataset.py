@@ -67,7 +67,11 @@ class Dataset:
     the dataset owns (your arrays are never changed), and batches are slices
     of that buffer: along axis 0 of a C-contiguous array they are views, so
     nothing is copied per batch. With one batch covering everything, the
-    arrays are passed as they are.
+    arrays are passed as they are. When every input is a PyTensor shared
+    variable (and ``axis`` is 0), the optimizer slices the batches inside its
+    compiled graph instead, and only a batch number crosses from Python (see
+    :meth:`batch_numbers`); your shared variables are read once and never
+    changed.
     """
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None,
