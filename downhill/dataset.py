@@ -69,7 +69,12 @@ class Dataset:
     the dataset owns (your arrays are never changed), and batches are slices
     of that buffer: along axis 0 of a C-contiguous array they are views, so
     nothing is copied per batch. With one batch covering everything, the
-    arrays are passed as they are.
+    arrays are passed as they are. When every input is a PyTensor shared
+    variable (and ``axis`` is 0), the optimizer slices the batches inside its
+    compiled graph instead, and only a batch number crosses from Python (see
+    :meth:`batch_numbers`); your shared variables are read once and never
+    changed.
+
 
     .. warning::
         The next pass permutes into the same buffer, so a batch's contents
@@ -101,6 +106,7 @@ class Dataset:
                     iteration_size = 100
             self.iteration_size = iteration_size
             self._converters = None
+            self.trusted = self.in_graph = False
             return
 
         self._callable = None
@@ -124,6 +130,7 @@ class Dataset:
                 f"inputs differ in length along axis {axis} ({detail}); every input needs "
                 "one entry per sample")
         self._arrays = arrays
+        self._from_shared = all(hasattr(x, "get_value") for x in inputs)
         self._count = lengths[0]
         if batch_size is None or batch_size <= 0 or batch_size >= self._count:
             batch_size = self._count
@@ -134,6 +141,13 @@ class Dataset:
         self._perm = None
         self._shuffles = True
         self._position = len(self._starts)  # a pass starts on first use
+        #: Set by :meth:`conform`: every batch fits the inputs exactly, so a
+        #: compiled function may skip its input checks (``trust_input``).
+        self.trusted = False
+        #: Set by :meth:`conform`: the inputs were PyTensor shared variables
+        #: and fit exactly, so batches can be sliced inside the compiled graph
+        #: (see :meth:`batch_numbers`).
+        self.in_graph = False
 
     def __repr__(self):
         return f"<Dataset {self.name!r}: {self.iteration_size} batches per iteration>"
@@ -156,9 +170,22 @@ class Dataset:
         ValueError
             If the number of arrays, an array's number of dimensions or its
             dtype does not fit the input.
+
+        Notes
+        -----
+        Afterwards :attr:`trusted` tells whether every batch is already a
+        numpy array of the input's dtype, number of dimensions and fixed
+        sizes; the optimizer then calls its compiled functions without their
+        per-call input checks. Casting happens here, once, never per batch.
+        :attr:`in_graph` tells whether, moreover, the data came as PyTensor
+        shared variables batched along axis 0: the optimizer then slices the
+        batches inside its compiled graph and passes only a batch number.
         """
+        self.trusted = self.in_graph = False
         if self._callable is not None:
             self._converters = [str(v.dtype) for v in variables]
+            # with no inputs there is nothing a compiled function could check
+            self.trusted = not variables
             return
         if len(self._arrays) != len(variables):
             raise ValueError(
@@ -186,6 +213,8 @@ class Dataset:
                 self._permute(self._perm)
             elif self._buffers is not None:
                 self._buffers = self._arrays
+        self.trusted = all(self._fits(a, v) for a, v in zip(self._arrays, variables))
+        self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -264,6 +293,22 @@ class Dataset:
         view.iteration_size = len(self._starts)
         return view
 
+    def _fits(self, array, variable):
+        """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
+
+        True for a numpy array of the variable's dtype and number of
+        dimensions whose fixed sizes (PyTensor static shape) match on every
+        axis but the batch axis, which must be free. Such batches can be
+        passed to a compiled function without its per-call input checks.
+        """
+        shape = getattr(variable.type, "shape", None)
+        if (not isinstance(array, np.ndarray) or shape is None
+                or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
+                or not array.flags.aligned):
+            return False
+        return all(s is None if axis == self.axis % array.ndim else s in (None, n)
+                   for axis, (s, n) in enumerate(zip(shape, array.shape)))
+
     def _shuffle(self):
         """Start a new pass: permute the samples into the owned buffers."""
         self._position = 0
@@ -314,6 +359,28 @@ class Dataset:
         if self._callable is not None:
             return shape[0] if shape else 1
         return shape[self.axis]
+
+    def batch_numbers(self):
+        """Yield ``iteration_size`` batches as positions in the current buffers.
+
+        For batching inside a compiled graph: yields ``(number, weight,
+        buffers)`` where the batch is ``buffer[number * batch_size:][:batch_size]``
+        of each array in ``buffers``, ``number`` a 0-d int64 array and
+        ``weight`` the batch's number of samples. ``buffers`` is the same
+        list object until a pass reshuffles into new arrays; later passes
+        permute in place, into the same arrays.
+        """
+        if self._callable is not None:
+            raise ValueError(f"{self.name}: a callable dataset has no buffers to index")
+        if getattr(self, "_numbers", None) is None:
+            self._numbers = [np.asarray(k, dtype=np.int64) for k in range(len(self._starts))]
+        for _ in range(self.iteration_size):
+            if self._position >= len(self._starts):
+                self._shuffle()
+            k = self._position
+            self._position += 1
+            yield self._numbers[k], min(self.batch_size, self._count - self._starts[k]), \
+                self._buffers
 
     def __iter__(self):
         """Yield ``iteration_size`` batches, each a list of arrays."""
