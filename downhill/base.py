@@ -2,6 +2,7 @@
 
 import collections
 import functools
+import logging
 import math
 import os
 
@@ -1089,6 +1090,8 @@ class Optimizer:
     # training
 
     def _log(self, label, iteration, monitors, marker=""):
+        if not log.isEnabledFor(logging.INFO):
+            return  # formatting the monitors costs more than the update itself
         fields = " ".join(f"{k}={v:.6g}" for k, v in monitors.items())
         log.info("%s %d %s%s", label, iteration, fields, marker)
 
