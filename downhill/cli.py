@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import sys
+import time
 
 import click
 
@@ -235,35 +236,54 @@ def _usage_error_from(err, source):
 # running
 
 
+#: Seconds a run goes on before its progress bar appears: quick runs stay quiet.
+PROGRESS_DELAY = 0.5
+
+
 def _train(settings, problem, algo, hypers, source, batch_size, max_updates,
            record_path=False, label=None):
-    """problems.train with a progress bar and usage errors for bad settings."""
+    """problems.train with a progress bar and usage errors for bad settings.
+
+    The bar (on a terminal, when per-iteration log lines are off) appears
+    once the run has taken more than :data:`PROGRESS_DELAY` seconds.
+    """
     started = False
+    done = 0
     bar = None
-    total = None
+    total = _batches(problem, batch_size, max_updates) if settings.progress_bar else None
+    began = time.monotonic()
 
     def on_batch():
-        nonlocal started
+        nonlocal started, done, bar
         started = True
+        done += 1
         if bar is not None:
             bar.update(1)
+        elif total and time.monotonic() - began > PROGRESS_DELAY:
+            bar = click.progressbar(length=total, label=label or algo, file=sys.stderr,
+                                    show_pos=True, item_show_func=lambda item: item)
+            bar.__enter__()
+            bar.update(done)
 
     def on_iteration(history):
         if bar is not None:
             bar.current_item = _format_monitors(history.train[-1])
 
-    def run():
-        try:
-            return problems.train(problem, algo, record_path=record_path,
-                                  on_batch=on_batch, on_iteration=on_iteration,
-                                  batch_size=batch_size, max_updates=max_updates, **hypers)
-        except (TypeError, ValueError) as err:
-            if started:
-                raise
-            raise _usage_error_from(err, source) from err
+    try:
+        return problems.train(problem, algo, record_path=record_path,
+                              on_batch=on_batch, on_iteration=on_iteration,
+                              batch_size=batch_size, max_updates=max_updates, **hypers)
+    except (TypeError, ValueError) as err:
+        if started:
+            raise
+        raise _usage_error_from(err, source) from err
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
-    if not settings.progress_bar:
-        return run()
+
+def _batches(problem, batch_size, max_updates):
+    """Number of training batches a run will have at most."""
     iterations = problem.settings.get("max_updates") if max_updates is None else max_updates
     size = batch_size if batch_size is not None else problem.settings.get("batch_size", 32)
     if problem.train is not None:
@@ -271,10 +291,7 @@ def _train(settings, problem, algo, hypers, source, batch_size, max_updates,
         per_iteration = 1 if size <= 0 or size >= count else math.ceil(count / size)
     else:
         per_iteration = 1
-    total = iterations * per_iteration
-    with click.progressbar(length=total, label=label or algo, file=sys.stderr,
-                           show_pos=True, item_show_func=lambda item: item) as bar:
-        return run()
+    return iterations * per_iteration
 
 
 def _make_problem(name, seed, dims):

@@ -253,10 +253,22 @@ def test_progress_bar_counts_batches(monkeypatch):
 
     monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
     monkeypatch.setattr(cli.click, "progressbar", spy)
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
     result = invoke("run", "digits", "--max-updates", 2, "--patience", 100)
     assert result.exit_code == 0, result.output
     assert len(counts) == 1
     assert counts[0].length == 2 * 23 and counts[0].pos == 2 * 23
+
+
+def test_progress_bar_waits_a_moment(monkeypatch):
+    """A run that ends before the delay shows no bar."""
+    made = []
+    monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
+    monkeypatch.setattr(cli.click, "progressbar", lambda *a, **k: made.append(a))
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 1e6)
+    result = invoke("run", "rosenbrock", "--max-updates", 3)
+    assert result.exit_code == 0, result.output
+    assert made == []
 
 
 def test_python_dash_m():
