@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -135,6 +136,16 @@ def _check_plot(ctx, param, value):
         raise click.BadParameter(
             "plotting needs matplotlib, which is not installed: "
             "pip install 'downhill[plot]'", ctx=ctx, param=param)
+    return value
+
+
+def _check_checkpoint(ctx, param, value):
+    """The checkpoint's folder must exist: a run must not end in a failed save."""
+    if value is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"folder {folder!r} does not exist", ctx=ctx, param=param)
     return value
 
 
@@ -485,6 +496,7 @@ def demo(settings, plot, max_updates, as_json):
               default="rmsprop", show_default=True, help="The algorithm.")
 @_training_options
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              callback=_check_checkpoint,
               help="Save the whole training state to this .npz file when the run ends "
                    "(and every --checkpoint-every iterations).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,

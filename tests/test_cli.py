@@ -317,3 +317,12 @@ def test_run_resume_from_a_corrupt_file_fails_cleanly(tmp_path):
     assert result.exit_code in (1, 2)
     assert "truncated or corrupt" in result.output
     assert "Traceback" not in result.output
+
+
+def test_run_checkpoint_in_a_missing_folder_is_a_usage_error(tmp_path):
+    # checked before training: the run must not end in a failed save
+    path = tmp_path / "missing" / "run.npz"
+    result = invoke("run", "factorization", "--max-updates", 2, "--checkpoint", path)
+    assert result.exit_code == 2, result.output
+    assert "'--checkpoint'" in result.output and "does not exist" in result.output
+    assert "factorization:" not in result.output   # no run started
