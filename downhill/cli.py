@@ -31,6 +31,7 @@ import click
 
 from . import __version__, problems
 from .base import ALGORITHMS, Optimizer
+from .checkpoint import CheckpointError
 from .util import log, unknown_name_error
 
 __all__ = ["cli", "main"]
@@ -236,6 +237,13 @@ def _collect_hypers(algos, options, extra):
 def _usage_error_from(err, source):
     """A BadParameter for an optimizer's own rejection of the settings."""
     message = str(err)
+    if "resume" in source and (isinstance(err, CheckpointError) or message.startswith("state ")):
+        # loading the checkpoint failed: the file, not a hyperparameter, is at fault
+        if not isinstance(err, CheckpointError):
+            message = ("the checkpoint does not fit this run (problem and algorithm must be "
+                       f"the same): {message}")
+        return click.BadParameter(message, ctx=click.get_current_context(silent=True),
+                                  param_hint=source["resume"])
     # the library's messages start "invalid NAME: ..." or name 'NAME'
     named = re.findall(r"invalid (\w+):|'(\w+)'", message)
     hints = [source[n] for pair in named for n in pair if n in source]
@@ -530,7 +538,9 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
     if checkpoint is not None:
         saving = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
                   "resume": resume}
-        source.update(checkpoint="'--checkpoint'", resume="'--resume'")
+        source.update(checkpoint="'--checkpoint'")
+        if resume:
+            source.update(resume="'--resume'")
     history = _train(settings, task, algo, dict(hypers, **saving), source, batch_size,
                      max_updates)
     if as_json:

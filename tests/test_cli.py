@@ -326,3 +326,16 @@ def test_run_checkpoint_in_a_missing_folder_is_a_usage_error(tmp_path):
     assert result.exit_code == 2, result.output
     assert "'--checkpoint'" in result.output and "does not exist" in result.output
     assert "factorization:" not in result.output   # no run started
+
+
+@pytest.mark.parametrize("other", [["factorization", "--algo", "adam"], ["rosenbrock"]])
+def test_run_resume_from_another_run_names_resume(tmp_path, other):
+    # a checkpoint of another algorithm or problem is the file's fault, not a hyperparameter's
+    path = tmp_path / "run.npz"
+    first = invoke("run", "factorization", "--max-updates", 1, "--checkpoint", path)
+    assert first.exit_code == 0, first.output
+    result = invoke("run", *other, "--max-updates", 1, "--checkpoint", path, "--resume")
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--resume'" in result.output
+    assert "hyperparameters" not in result.output
+    assert "Traceback" not in result.output
