@@ -411,6 +411,8 @@ def cli(ctx, verbose, quiet, debug):
     terminal = sys.stderr.isatty()
     base = logging.WARNING if terminal else logging.INFO
     level = min(max(base - 10 * verbose + 10 * quiet, logging.DEBUG), logging.CRITICAL)
+    if quiet > verbose:
+        level = max(level, logging.ERROR)   # -q: errors only, terminal or not
     ctx.obj = _Settings(level, debug, terminal)
     _install_logging(ctx, level)
 

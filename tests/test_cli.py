@@ -339,3 +339,12 @@ def test_run_resume_from_another_run_names_resume(tmp_path, other):
     assert "Invalid value for '--resume'" in result.output
     assert "hyperparameters" not in result.output
     assert "Traceback" not in result.output
+
+
+def test_quiet_shows_errors_only_when_stderr_is_not_a_terminal():
+    # NAG warns about momentum 0; -q promises "errors only", not warnings
+    args = ["run", "factorization", "--algo", "nag", "--momentum", 0, "--max-updates", 1]
+    loud, quiet = invoke(*args), invoke("-q", *args)
+    assert loud.exit_code == quiet.exit_code == 0, quiet.output
+    assert "warning: NAG with momentum=0" in loud.stderr
+    assert "warning" not in quiet.stderr
