@@ -9,17 +9,20 @@ Needs scikit-learn (bundled data, no download).
 
 import click
 
+import downhill
 from downhill import plot, problems
 
 
 @click.command()
-@click.option("--hidden", default=0, show_default=True,
+@click.option("--hidden", type=click.IntRange(min=0), default=0, show_default=True,
               help="Hidden tanh units; 0 gives softmax regression.")
-@click.option("--algo", default="rmsprop", show_default=True, help="The algorithm.")
-@click.option("--max-updates", default=20, show_default=True,
+@click.option("--algo", default="rmsprop", show_default=True, help="The algorithm.",
+              type=click.Choice(sorted(downhill.ALGORITHMS), case_sensitive=False))
+@click.option("--max-updates", type=click.IntRange(min=0), default=20, show_default=True,
               help="Iterations (passes over the training images).")
-@click.option("--batch-size", default=64, show_default=True, help="Images per batch.")
-@click.option("--learning-rate", type=float, default=None,
+@click.option("--batch-size", type=click.IntRange(min=1),
+              default=64, show_default=True, help="Images per batch.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Step size. Default: the one suggested for the algorithm.")
 @click.option("--output", default="digits-classifier.png", show_default=True,
               type=click.Path(dir_okay=False), help="The PNG of loss and accuracy to write.")

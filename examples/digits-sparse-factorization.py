@@ -10,16 +10,22 @@ no download).
 
 import click
 
+import downhill
 from downhill import plot, problems
 
 
 @click.command()
-@click.option("--samples", default=300, show_default=True, help="Digit images to code.")
-@click.option("--basis", default=16, show_default=True, help="Basis images to learn.")
-@click.option("--sparsity", default=0.1, show_default=True, help="Weight of the L1 penalty.")
-@click.option("--algo", default="rmsprop", show_default=True, help="The algorithm.")
-@click.option("--max-updates", default=300, show_default=True, help="Updates.")
-@click.option("--learning-rate", type=float, default=None,
+@click.option("--samples", type=click.IntRange(min=1),
+              default=300, show_default=True, help="Digit images to code.")
+@click.option("--basis", type=click.IntRange(min=1),
+              default=16, show_default=True, help="Basis images to learn.")
+@click.option("--sparsity", type=click.FloatRange(min=0),
+              default=0.1, show_default=True, help="Weight of the L1 penalty.")
+@click.option("--algo", default="rmsprop", show_default=True, help="The algorithm.",
+              type=click.Choice(sorted(downhill.ALGORITHMS), case_sensitive=False))
+@click.option("--max-updates", type=click.IntRange(min=0),
+              default=300, show_default=True, help="Updates.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Step size. Default: the one suggested for the algorithm.")
 @click.option("--output", default="digits-basis.png", show_default=True,
               type=click.Path(dir_okay=False), help="The PNG of the basis to write.")

@@ -17,10 +17,11 @@ from downhill import plot, problems
 
 
 @click.command()
-@click.option("--max-updates", default=300, show_default=True, help="Updates per algorithm.")
-@click.option("--learning-rate", type=float, default=None,
+@click.option("--max-updates", type=click.IntRange(min=0),
+              default=300, show_default=True, help="Updates per algorithm.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Step size of every algorithm. Default: each algorithm's suggestion.")
-@click.option("--momentum", type=float, default=None,
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Momentum of every algorithm, 0 <= m < 1. Default: each one's suggestion.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the starting point.")
 @click.option("--output", default="rosenbrock-2d.png", show_default=True,

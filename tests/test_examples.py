@@ -68,3 +68,21 @@ def test_every_option_has_help(name):
     command = runpy.run_path(str(EXAMPLES / name))["main"]
     for param in command.params:
         assert param.help, f"{name}: --{param.name} has no help"
+
+
+@pytest.mark.parametrize("name, args, option", [
+    ("digits-classifier.py", ["--algo", "foo"], "'--algo'"),
+    ("digits-classifier.py", ["--max-updates", "-1"], "'--max-updates'"),
+    ("digits-sparse-factorization.py", ["--algo", "foo"], "'--algo'"),
+    ("digits-sparse-factorization.py", ["--basis", "0"], "'--basis'"),
+    ("rosenbrock-100d.py", ["--algos", "sgd,foo"], "'--algos'"),
+    ("rosenbrock-100d.py", ["--dims", "1"], "'--dims'"),
+    ("rosenbrock-2d.py", ["--learning-rate", "-1"], "'--learning-rate'"),
+    ("rosenbrock-2d.py", ["--momentum", "1"], "'--momentum'"),
+])
+def test_bad_option_values_are_usage_errors(name, args, option):
+    # a usage error naming the option before anything runs, not a traceback
+    command = runpy.run_path(str(EXAMPLES / name))["main"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}" in result.output
