@@ -18,7 +18,7 @@ class SGD(Optimizer):
         Defaults for the common hyperparameters (``learning_rate``,
         ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
         early stopping, ``on_nonfinite``), listed with their ranges by
-        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        :meth:`~downhill.Optimizer.hyperparameters` and
         ``downhill algorithms``.
 
     Notes
@@ -67,8 +67,9 @@ class SGD(Optimizer):
 class NAG(SGD):
     r"""Stochastic gradient descent with Nesterov's accelerated gradient.
 
-    :class:`SGD` with ``nesterov=True`` always, in :meth:`iterate` and in
-    :meth:`get_updates` alike:
+    :class:`SGD` with ``nesterov=True`` always, in
+    :meth:`~downhill.Optimizer.iterate` and in
+    :meth:`~downhill.Optimizer.get_updates` alike:
 
     .. math::
         \delta &= \alpha\, g \\
@@ -86,7 +87,7 @@ class NAG(SGD):
         Defaults for the common hyperparameters (``learning_rate``,
         ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
         early stopping, ``on_nonfinite``), listed with their ranges by
-        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        :meth:`~downhill.Optimizer.hyperparameters` and
         ``downhill algorithms``.
 
     References

@@ -87,7 +87,7 @@ class Problem:
         -------
         dict
             A copy of ``SUGGESTED[self.name][algo]``: keywords of
-            :meth:`~downhill.base.Optimizer.iterate` such as
+            :meth:`~downhill.Optimizer.iterate` such as
             ``learning_rate`` and ``momentum``. Empty (the algorithm's own
             defaults) for an algorithm or problem the table does not know,
             e.g. an algorithm registered by the user.
@@ -341,7 +341,7 @@ def sparse_digits(seed=0, samples=300, basis=16, sparsity=0.1):
 
 #: Step hyperparameters suggested for every registered algorithm on each
 #: problem: ``SUGGESTED[problem][algorithm]`` holds keywords of
-#: :meth:`~downhill.base.Optimizer.iterate`. :func:`train` (and so the
+#: :meth:`~downhill.Optimizer.iterate`. :func:`train` (and so the
 #: command line and the examples) uses them unless given others; they are
 #: what :meth:`Problem.suggested` returns.
 #:

@@ -57,7 +57,7 @@ def _update_count(owner, n):
 class Schedule:
     """Base class of the ready schedules.
 
-    A subclass implements :meth:`value`; this class checks the update count
+    A subclass implements ``_at(n)``, the value after ``n`` updates; this class checks the update count
     and gives stateless schedules an empty state.
     """
 
@@ -313,7 +313,7 @@ class ReduceOnPlateau(Schedule):
     .. math::
         a \leftarrow \max(f \, a, a_{min})
 
-    A non-finite loss never counts as an improvement. :meth:`__call__`
+    A non-finite loss never counts as an improvement. Calling the schedule
     returns the current value whatever the update count.
 
     The optimizer's own ``patience`` stops training after that many
