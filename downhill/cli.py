@@ -126,6 +126,16 @@ def _jsonable(monitors):
 # option values
 
 
+def _check_folder(ctx, param, value):
+    """The file's folder must exist: a run must not end in a failed save."""
+    if value is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"folder {folder!r} does not exist", ctx=ctx, param=param)
+    return value
+
+
 def _check_plot(ctx, param, value):
     if value is None:
         return None
@@ -137,17 +147,7 @@ def _check_plot(ctx, param, value):
         raise click.BadParameter(
             "plotting needs matplotlib, which is not installed: "
             "pip install 'downhill[plot]'", ctx=ctx, param=param)
-    return value
-
-
-def _check_checkpoint(ctx, param, value):
-    """The checkpoint's folder must exist: a run must not end in a failed save."""
-    if value is None:
-        return None
-    folder = os.path.dirname(os.path.abspath(value))
-    if not os.path.isdir(folder):
-        raise click.BadParameter(f"folder {folder!r} does not exist", ctx=ctx, param=param)
-    return value
+    return _check_folder(ctx, param, value)
 
 
 def _split_hypers(ctx, param, values):
@@ -506,7 +506,7 @@ def demo(settings, plot, max_updates, as_json):
               default="rmsprop", show_default=True, help="The algorithm.")
 @_training_options
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              callback=_check_checkpoint,
+              callback=_check_folder,
               help="Save the whole training state to this .npz file when the run ends "
                    "(and every --checkpoint-every iterations).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,

@@ -348,3 +348,12 @@ def test_quiet_shows_errors_only_when_stderr_is_not_a_terminal():
     assert loud.exit_code == quiet.exit_code == 0, quiet.output
     assert "warning: NAG with momentum=0" in loud.stderr
     assert "warning" not in quiet.stderr
+
+
+@pytest.mark.parametrize("command", [["demo"], ["run", "rosenbrock"],
+                                     ["compare", "rosenbrock", "--algos", "sgd"]])
+def test_plot_in_a_missing_folder_is_a_usage_error(tmp_path, command):
+    # checked before training: a long comparison must not end in a failed save
+    result = invoke(*command, "--max-updates", 2, "--plot", tmp_path / "missing" / "p.png")
+    assert result.exit_code == 2, result.output
+    assert "'--plot'" in result.output and "does not exist" in result.output
