@@ -122,6 +122,19 @@ def _jsonable(monitors):
     return {k: (v if math.isfinite(v) else str(v)) for k, v in monitors.items()}
 
 
+def _dumps(value):
+    """Standard JSON: non-finite numbers (e.g. -H max_gradient_norm=inf) as strings."""
+    def fix(x):
+        if isinstance(x, dict):
+            return {k: fix(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [fix(v) for v in x]
+        if isinstance(x, float) and not math.isfinite(x):
+            return str(x)
+        return x
+    return json.dumps(fix(value), allow_nan=False)
+
+
 # ----------------------------------------------------------------------
 # option values
 
@@ -488,7 +501,7 @@ def demo(settings, plot, max_updates, as_json):
                    f"with RMSProp, {settings_text(problem.suggested('rmsprop'))}.")
     history = _train(settings, problem, "rmsprop", {}, {}, None, max_updates, label="demo")
     if as_json:
-        click.echo(json.dumps(dict(_summary(history), problem="factorization", plot=plot)))
+        click.echo(_dumps(dict(_summary(history), problem="factorization", plot=plot)))
     else:
         _print_result(history)
     if plot:
@@ -546,7 +559,7 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
     history = _train(settings, task, algo, dict(hypers, **saving), source, batch_size,
                      max_updates)
     if as_json:
-        click.echo(json.dumps(dict(_summary(history), problem=task.name, seed=seed,
+        click.echo(_dumps(dict(_summary(history), problem=task.name, seed=seed,
                                    hyperparameters=hypers, plot=plot)))
     else:
         click.echo(f"{task.name}: {task.description}")
@@ -616,7 +629,7 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         if not as_json:
             click.echo(f"wrote {plot}")
     if as_json:
-        click.echo(json.dumps({"problem": problem, "seed": seed, "hyperparameters": hypers,
+        click.echo(_dumps({"problem": problem, "seed": seed, "hyperparameters": hypers,
                                "runs": results, "plot": plot if histories else None}))
     if failures:
         raise click.ClickException(
