@@ -32,6 +32,8 @@ extensions = [
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_member_order = "bysource"
+# every cross-reference must resolve: with -W in CI a broken link fails the build
+nitpicky = True
 exclude_patterns = ["_build"]
 templates_path = []
 html_static_path = ["_static"]

@@ -22,12 +22,12 @@ class RMSProp(Optimizer):
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under the square root (>= 0).
     loss, params, inputs, updates, monitors, monitor_gradients, mode
-        As for :class:`~downhill.base.Optimizer`.
+        As for :class:`~downhill.Optimizer`.
     **hyperparameters
         Also defaults for the common hyperparameters (``learning_rate``,
         ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
         early stopping, ``on_nonfinite``), listed with their ranges by
-        :meth:`~downhill.base.Optimizer.hyperparameters` and
+        :meth:`~downhill.Optimizer.hyperparameters` and
         ``downhill algorithms``.
 
     Notes
@@ -106,8 +106,14 @@ class RProp(Optimizer):
     learning_rate
         The initial step size :math:`\Delta_0` of every element; see the
         note below.
-    momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``momentum``,
+        ``nesterov``, ``weight_decay``, clipping limits, early stopping,
+        ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     Notes
     -----
@@ -141,8 +147,10 @@ class RProp(Optimizer):
 
     .. note::
         The step sizes start at the ``learning_rate`` in force when the
-        step graph is first built (the first :meth:`get_updates`,
-        :meth:`iterate` or :meth:`minimize` call), as in the original
+        step graph is first built (the first
+        :meth:`~downhill.Optimizer.get_updates`,
+        :meth:`~downhill.Optimizer.iterate` or
+        :meth:`~downhill.Optimizer.minimize` call), as in the original
         downhill; after that ``learning_rate`` has no effect, the step sizes
         being state that carries over between calls.
 
@@ -199,8 +207,14 @@ class ADAGRAD(Optimizer):
     ----------
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under the square root (>= 0).
-    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits, early
+        stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     Notes
     -----
@@ -253,11 +267,18 @@ class ADADELTA(Optimizer):
         Half-life, in updates, of the moving averages (> 0).
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under both square roots (>= 0).
-    momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``momentum``,
+        ``nesterov``, ``weight_decay``, clipping limits, early stopping,
+        ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
     learning_rate
-        Accepted but has **no effect**: as in the paper and the original
-        downhill, the step has no learning rate.
+        Has **no effect on the step**: as in the paper and the original
+        downhill, ADADELTA has no learning rate. It still scales the
+        decoupled ``weight_decay``, as for every algorithm.
 
     Notes
     -----
@@ -329,11 +350,18 @@ class ESGD(Optimizer):
     seed : int, default 0
         Seed of the random draws (>= 0). Runs with the same seed are
         reproducible. Also accepted as a constructor keyword; passing it to
-        :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` re-seeds
-        the generators, so the draws start over; calls that do not pass it
+        :meth:`~downhill.Optimizer.iterate`,
+        :meth:`~downhill.Optimizer.minimize` or
+        :meth:`~downhill.Optimizer.get_updates` re-seeds the generators, so the draws start over; calls that do not pass it
         continue the current stream.
-    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits, early
+        stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     Notes
     -----
@@ -455,8 +483,14 @@ class Adam(Optimizer):
         (> 0); :math:`\beta_2 = e^{-\ln 2 / 69} \approx 0.990`.
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added to the square root (>= 0).
-    learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
-        As for every :class:`~downhill.base.Optimizer`.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits, early
+        stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
 
     Notes
     -----

@@ -116,7 +116,7 @@ class _NonFinite(Exception):
 class Optimizer:
     r"""Base class of the optimizers: builds update graphs and runs training.
 
-    A subclass implements one hook, :meth:`_step`, which, given a parameter
+    A subclass implements one hook, ``_step``, which, given a parameter
     and its (clipped) gradient, returns the step :math:`\delta` and new values
     for the algorithm's state. This class adds gradient clipping, momentum
     and Nesterov momentum, compiles the step function, and runs the training
@@ -518,9 +518,9 @@ class Optimizer:
     def _global_updates(self):
         """New values of optimizer-wide state; a hook, empty by default.
 
-        Called once per graph, before :meth:`_step` is called for each
+        Called once per graph, before ``_step`` is called for each
         parameter, so an algorithm can make expressions here (e.g. the
-        incremented step counter) that its :meth:`_step` then uses.
+        incremented step counter) that its ``_step`` then uses.
 
         Returns
         -------
@@ -740,11 +740,11 @@ class Optimizer:
 
         The hot loop: per batch, one call of the compiled function and a
         running sum of its outputs in Python floats. When the dataset's
-        batches already fit the inputs exactly (:attr:`Dataset.trusted`,
+        batches already fit the inputs exactly (``Dataset.trusted``,
         established once by :meth:`Dataset.conform`) the function is called
         without its per-call input checks (PyTensor's ``trust_input``), and
         the batches themselves are views of the dataset's buffer, not copies.
-        Data given as PyTensor shared variables (:attr:`Dataset.in_graph`)
+        Data given as PyTensor shared variables (``Dataset.in_graph``)
         is batched inside the graph: only the batch number crosses over.
         """
         names = self._monitor_names if names is None else names

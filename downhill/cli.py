@@ -123,7 +123,7 @@ def _jsonable(monitors):
 
 
 def _dumps(value):
-    """Standard JSON: non-finite numbers (e.g. -H max_gradient_norm=inf) as strings."""
+    """Standard JSON: non-finite numbers (e.g. NaN monitors) as strings."""
     def fix(x):
         if isinstance(x, dict):
             return {k: fix(v) for k, v in x.items()}

@@ -173,11 +173,11 @@ class Dataset:
 
         Notes
         -----
-        Afterwards :attr:`trusted` tells whether every batch is already a
+        Afterwards ``trusted`` tells whether every batch is already a
         numpy array of the input's dtype, number of dimensions and fixed
         sizes; the optimizer then calls its compiled functions without their
         per-call input checks. Casting happens here, once, never per batch.
-        :attr:`in_graph` tells whether, moreover, the data came as PyTensor
+        ``in_graph`` tells whether, moreover, the data came as PyTensor
         shared variables batched along axis 0: the optimizer then slices the
         batches inside its compiled graph and passes only a batch number.
         """

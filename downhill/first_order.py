@@ -13,7 +13,7 @@ class SGD(Optimizer):
     Parameters
     ----------
     loss, params, inputs, updates, monitors, monitor_gradients, mode
-        As for :class:`~downhill.base.Optimizer`.
+        As for :class:`~downhill.Optimizer`.
     **hyperparameters
         Defaults for the common hyperparameters (``learning_rate``,
         ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,
@@ -82,7 +82,7 @@ class NAG(SGD):
     Parameters
     ----------
     loss, params, inputs, updates, monitors, monitor_gradients, mode
-        As for :class:`~downhill.base.Optimizer`.
+        As for :class:`~downhill.Optimizer`.
     **hyperparameters
         Defaults for the common hyperparameters (``learning_rate``,
         ``momentum``, ``nesterov``, ``weight_decay``, clipping limits,

@@ -258,7 +258,7 @@ class Hyper:
             value = int(value)
         else:
             value = float(value)
-            if math.isnan(value):
+            if not math.isfinite(value):
                 raise ValueError(bad)
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             raise ValueError(bad)

@@ -359,16 +359,18 @@ def test_plot_in_a_missing_folder_is_a_usage_error(tmp_path, command):
     assert "'--plot'" in result.output and "does not exist" in result.output
 
 
-def test_json_is_standard_json_with_an_infinite_hyperparameter():
-    # json.dumps writes inf as Infinity, which JSON parsers other than Python's reject
+def test_json_output_is_standard_json():
+    # json.dumps writes inf and nan as Infinity and NaN, which parsers other than Python's reject
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
 
-    result = invoke("run", "rosenbrock", "-H", "max_gradient_norm=inf", "--max-updates", 2,
-                    "--json")
-    assert result.exit_code == 0, result.output
-    assert strict(result.stdout)["hyperparameters"]["max_gradient_norm"] == "inf"
-    result = invoke("compare", "rosenbrock", "--algos", "sgd", "-H", "max_gradient_norm=inf",
-                    "--max-updates", 2, "--json")
-    assert result.exit_code == 0, result.output
-    assert strict(result.stdout)["runs"][0]["settings"]["max_gradient_norm"] == "inf"
+    data = strict(cli._dumps({"loss": float("nan"), "runs": [{"limit": float("inf")}]}))
+    assert data == {"loss": "nan", "runs": [{"limit": "inf"}]}
+
+
+@pytest.mark.parametrize("option", [["-H", "max_gradient_norm=inf"], ["--learning-rate", "inf"],
+                                    ["--momentum", "nan"]])
+def test_non_finite_hyperparameters_are_usage_errors(option):
+    result = invoke("run", "rosenbrock", *option, "--max-updates", 2)
+    assert result.exit_code == 2, result.output
+    assert "invalid" in result.output and "Traceback" not in result.output

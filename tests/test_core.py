@@ -242,3 +242,12 @@ def test_common_defaults_are_the_documented_ones():
     opt = downhill.SGD((w ** 2).sum())
     assert opt.learning_rate.eval() == 1e-4
     assert opt.momentum.eval() == 0.0
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_hyperparameters_are_refused(value):
+    w = pytensor.shared(np.ones(2), name="w")
+    opt = downhill.SGD((w ** 2).sum())
+    for name in ("learning_rate", "max_gradient_norm", "weight_decay"):
+        with pytest.raises(ValueError, match=f"invalid {name}: {value}"):
+            opt.get_updates(**{name: value})
