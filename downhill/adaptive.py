@@ -352,8 +352,9 @@ class ESGD(Optimizer):
         reproducible. Also accepted as a constructor keyword; passing it to
         :meth:`~downhill.Optimizer.iterate`,
         :meth:`~downhill.Optimizer.minimize` or
-        :meth:`~downhill.Optimizer.get_updates` re-seeds the generators, so the draws start over; calls that do not pass it
-        continue the current stream.
+        :meth:`~downhill.Optimizer.get_updates` re-seeds the generators,
+        so the draws start over; calls that do not pass it continue the
+        current stream.
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
