@@ -142,8 +142,8 @@ class RProp(Optimizer):
     .. note::
         The step sizes start at the ``learning_rate`` in force when the
         step graph is first built (the first :meth:`get_updates`,
-        :meth:`iterate` or :meth:`minimize` call), as in the original
-        downhill; after that ``learning_rate`` has no effect, the step sizes
+        :meth:`iterate` or :meth:`minimize` call; for a schedule, its value
+        at that update), as in the original downhill; after that ``learning_rate`` has no effect, the step sizes
         being state that carries over between calls.
 
     References
@@ -180,7 +180,9 @@ class RProp(Optimizer):
         one = as_float(1, param.dtype)
         zero = as_float(0, param.dtype)
         grad_prev = self._state_like(param, "grad")
-        step = self._state_like(param, "step", value=self._values["learning_rate"])
+        # the learning rate in force (a schedule's current value, if one is given)
+        initial = self._shared["learning_rate"].get_value()
+        step = self._state_like(param, "step", value=initial)
         test = grad * grad_prev
         factor = pt.switch(test > zero, self._hyper("step_increase", param),
                            pt.switch(test < zero, self._hyper("step_decrease", param), one))

@@ -404,6 +404,16 @@ def test_rprop_initial_step_is_learning_rate_at_first_build():
     np.testing.assert_array_equal(step.get_value(), np.full(3, 0.3))
 
 
+def test_rprop_initial_step_from_a_learning_rate_schedule():
+    # a schedule is a valid learning_rate for every algorithm; RProp's step
+    # sizes start at its value at the current update count
+    w = pytensor.shared(np.zeros(3), name="w")
+    opt = downhill.RProp((w ** 2).sum())
+    opt.get_updates(learning_rate=lambda n: 0.25 + n)
+    (step,) = [v for v in opt.state_variables if v.name == "w_step"]
+    np.testing.assert_array_equal(step.get_value(), np.full(3, 0.25))
+
+
 # ----------------------------------------------------------------------
 # ADAGRAD
 
