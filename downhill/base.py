@@ -227,6 +227,12 @@ class Optimizer:
         targets = {id(var) for var, _ in self._user_updates}
         found_params = [p for p in found_params if id(p) not in targets]
         self._params = self._check_params(found_params if params is None else params)
+        for i, p in enumerate(self._params):
+            for j, (var, _) in enumerate(self._user_updates):
+                if var is p:
+                    raise ValueError(
+                        f"parameter {i} ({p.name!r}) is also the target of update {j}; "
+                        "the optimizer updates its parameters itself")
         if inputs is None:
             extra, _ = util.find_inputs_and_params(
                 *self._monitor_exprs, *(expr for _, expr in self._user_updates))
@@ -310,6 +316,11 @@ class Optimizer:
                     and isinstance(item[0], SharedVariable)):
                 raise ValueError(
                     f"update {i} must be a (shared variable, expression) pair, got {item!r}")
+            for j, (var, _) in enumerate(pairs):
+                if var is item[0]:
+                    raise ValueError(
+                        f"update {i} (of {var.name!r}) updates a variable that is also the "
+                        f"target of update {j}; a variable can have one update")
             pairs.append(tuple(item))
         return pairs
 
@@ -325,6 +336,8 @@ class Optimizer:
                 raise ValueError(
                     f"parameter {i} must be a float shared variable (pytensor.shared), "
                     f"got {p!r} of type {type(p).__name__}")
+            if any(q is p for q in params[:i]):
+                raise ValueError(f"parameter {i} ({p.name!r}) is given twice")
         return params
 
     @staticmethod

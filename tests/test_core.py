@@ -192,6 +192,23 @@ def test_errors():
         opt.iterate(momentum=1)
 
 
+def test_a_variable_updated_twice_is_refused_when_built():
+    # PyTensor would refuse it only when the step is compiled, inside the
+    # training loop, with "this shared variable already has an update expression"
+    w = pytensor.shared(np.zeros(2), name="w")
+    c = pytensor.shared(np.zeros(()), name="c")
+    loss = (w ** 2).sum() + c
+    with pytest.raises(ValueError, match="parameter 1 .*'w'.* given twice"):
+        downhill.build("sgd", loss, params=[w, w])
+    with pytest.raises(ValueError, match="parameter 0 .*'w'.* also the target of update 0"):
+        downhill.build("sgd", loss, params=[w], updates=[(w, w * 0.5)])
+    with pytest.raises(ValueError, match="update 1 .*'c'.* also the target of update 0"):
+        downhill.build("sgd", loss, params=[w], updates=[(c, c + 1), (c, c + 2)])
+    # by default, parameters are the shared variables that no update targets
+    opt = downhill.build("sgd", loss, updates=[(c, c + 1)])
+    assert opt.params == [w]
+
+
 def test_mismatched_data(rng):
     x = pt.matrix("x")
     y = pt.vector("y")
