@@ -142,7 +142,8 @@ class Optimizer:
         Add a monitor ``grad(NAME)`` per parameter: the squared L2 norm of
         its gradient before clipping. While gradient clipping is on, the
         training monitors also hold ``grad(NAME) clipped``, the squared norm
-        after clipping. Default False.
+        after clipping. Default False. Parameters that share a name are
+        told apart by their position: ``grad(w#0)``, ``grad(w#1)``.
     mode : str or pytensor Mode, optional
         PyTensor compile mode of the step and evaluation functions, e.g.
         ``"NUMBA"``, ``"CVM"`` (the C backend) or ``"JAX"``; :meth:`iterate`
@@ -249,13 +250,17 @@ class Optimizer:
                  [f"{n} {p.get_value(borrow=True).shape}" for n, p in zip(self._names, self._params)])
 
         self._grads = pytensor.grad(loss, self._params)
+        # unique names: w#0, w#1 for two parameters named w
+        self._keys = _unique_keys(self._names)
         self._monitor_gradients = bool(monitor_gradients)
         if monitor_gradients:
-            for name, grad in zip(self._names, self._grads):
-                self._monitor_names.append(f"grad({name})")
+            for key, grad in zip(self._keys, self._grads):
+                if f"grad({key})" in self._monitor_names:
+                    raise ValueError(
+                        f"monitor name 'grad({key})' is used twice (monitor_gradients "
+                        "makes it)")
+                self._monitor_names.append(f"grad({key})")
                 self._monitor_exprs.append((grad * grad).sum())
-
-        self._keys = _unique_keys(self._names)
 
         self._updates_done = 0
         self._defaults = {name: h.default for name, h in self.hyperparameters().items()}
@@ -637,7 +642,7 @@ class Optimizer:
             names = list(self._monitor_names)
             outputs = [self._loss] + self._monitor_exprs
             if self._monitor_gradients and self._clipping():
-                for name, grad in zip(self._names, self._graphs[structure][1]):
+                for name, grad in zip(self._keys, self._graphs[structure][1]):
                     names.append(f"grad({name}) clipped")
                     outputs.append((grad * grad).sum())
             guarded = self._values["on_nonfinite"] == "skip"

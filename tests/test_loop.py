@@ -35,6 +35,23 @@ def test_monitors_dict_and_gradients(rng):
     assert valid["grad(w)"] == pytest.approx((g * g).sum(), rel=1e-9)
 
 
+def test_gradient_monitors_of_parameters_with_the_same_name():
+    # two parameters named 'w' must give two monitors, not one that hides the other
+    a = pytensor.shared(np.ones(2), name="w")
+    b = pytensor.shared(np.ones(3), name="w")
+    opt = downhill.build("sgd", (a ** 2).sum() + 2 * (b ** 2).sum(), monitor_gradients=True)
+    monitors = opt.evaluate(None)
+    assert monitors == {"loss": 8.0, "grad(w#0)": 8.0, "grad(w#1)": 48.0}
+    train, _ = opt.minimize(max_updates=1, max_gradient_elem=1.0)
+    assert list(train) == ["loss", "grad(w#0)", "grad(w#1)",
+                           "grad(w#0) clipped", "grad(w#1) clipped"]
+    assert train["grad(w#1) clipped"] == 3.0
+    # a monitor of the user's may not take a gradient monitor's name either
+    with pytest.raises(ValueError, match=r"monitor name 'grad\(w#0\)' is used twice"):
+        downhill.build("sgd", (a ** 2).sum() + (b ** 2).sum(), monitor_gradients=True,
+                       monitors={"grad(w#0)": a.sum()})
+
+
 def test_monitor_errors(rng):
     x, y, w, loss, X, Y = regression(rng)
     with pytest.raises(ValueError, match="monitor 'v' must be a scalar"):
