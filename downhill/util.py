@@ -253,7 +253,7 @@ class Hyper:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise ValueError(bad)
         if self.kind is int:
-            if int(value) != value:
+            if not math.isfinite(value) or int(value) != value:
                 raise ValueError(bad)
             value = int(value)
         else:

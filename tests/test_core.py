@@ -192,6 +192,16 @@ def test_errors():
         opt.iterate(momentum=1)
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("name", ["patience", "validate_every", "max_skips"])
+def test_integer_hyperparameter_not_finite(name, value):
+    # int(inf) raises OverflowError and int(nan) a message without the name
+    w = pytensor.shared(np.zeros(2), name="w")
+    opt = downhill.build("sgd", (w ** 2).sum())
+    with pytest.raises(ValueError, match=f"invalid {name}: {value!r}.*integer"):
+        opt.iterate(**{name: value})
+
+
 def test_a_variable_updated_twice_is_refused_when_built():
     # PyTensor would refuse it only when the step is compiled, inside the
     # training loop, with "this shared variable already has an update expression"
