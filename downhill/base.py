@@ -271,6 +271,7 @@ class Optimizer:
         self._configure({})
 
         self._state = {}
+        self._initial = {}  # the value each state variable was made with
         self._graphs = {}
         self._functions = {}
         self._f_eval = None
@@ -461,6 +462,7 @@ class Optimizer:
         key = (index, suffix)
         if key not in self._state:
             self._state[key] = util.shared_like(param, suffix, self._names[index], value)
+            self._initial[key] = value
         return self._state[key]
 
     def _global_state(self, suffix, value=0, dtype="int64"):
@@ -475,6 +477,7 @@ class Optimizer:
         key = (None, suffix)
         if key not in self._state:
             self._state[key] = pytensor.shared(np.asarray(value, dtype=dtype), name=suffix)
+            self._initial[key] = value
         return self._state[key]
 
     @property
@@ -970,7 +973,9 @@ class Optimizer:
         """Restore a state made by :meth:`state_dict`.
 
         Everything is checked before anything changes, so a state that does
-        not fit leaves the optimizer as it was. The next :meth:`iterate`
+        not fit leaves the optimizer as it was. State variables the saved
+        run did not use (e.g. a velocity, saved without momentum) are reset
+        to their initial values. The next :meth:`iterate`
         call continues where the saved run stopped (its early-stopping
         state and validation schedule included); the saved hyperparameters
         become this optimizer's defaults.
@@ -1037,6 +1042,10 @@ class Optimizer:
                 var.set_value(generator)
             else:
                 var.set_value(np.array(value, copy=True))
+        # state the saved run did not use starts afresh, as in a new optimizer
+        for key, var in self._state.items():
+            if self._state_key(key) not in targets and key in self._initial:
+                var.set_value(np.full_like(var.get_value(borrow=True), self._initial[key]))
         self._defaults.update(hypers)
         self._configure({})
         self._schedule_states = dict(state.get("schedules", {}))

@@ -326,6 +326,25 @@ def test_load_state_dict_round_trip_restores_everything():
     assert opt.learning_rate.eval() == 0.01
 
 
+def test_load_into_a_used_optimizer_equals_load_into_a_fresh_one():
+    # state the saved run did not use (here the velocity: saved without
+    # momentum) must not survive from the loading optimizer's own past
+    def run(used):
+        w = pytensor.shared(np.ones(2), name="w")
+        loss = (w ** 2).sum()
+        saved = downhill.build("sgd", loss).state_dict()
+        opt = downhill.build("sgd", loss)
+        if used:
+            opt.minimize(max_updates=3, momentum=0.9, learning_rate=0.1)
+        opt.load_state_dict(saved)
+        opt.minimize(max_updates=2, momentum=0.9, learning_rate=0.1)
+        return w.get_value(), opt.state_dict()["state"]["w_vel"]
+
+    fresh, used = run(False), run(True)
+    np.testing.assert_array_equal(used[0], fresh[0])
+    np.testing.assert_array_equal(used[1], fresh[1])
+
+
 @pytest.mark.parametrize("breakage,message", [
     (lambda d: d.update(algorithm="SGD"), "algorithm 'SGD'"),
     (lambda d: d["params"].pop("w"), "lacks parameter 'w'"),
