@@ -143,8 +143,11 @@ class RProp(Optimizer):
         The step sizes start at the ``learning_rate`` in force when the
         step graph is first built (the first :meth:`get_updates`,
         :meth:`iterate` or :meth:`minimize` call; for a schedule, its value
-        at that update), as in the original downhill; after that ``learning_rate`` has no effect, the step sizes
-        being state that carries over between calls.
+        at that update), as in the original downhill; after that
+        ``learning_rate`` has no effect on the steps, the step sizes being
+        state that carries over between calls. It does scale
+        ``weight_decay`` (``p <- p - learning_rate * weight_decay * p``), as for
+        every algorithm.
 
     References
     ----------
@@ -258,8 +261,10 @@ class ADADELTA(Optimizer):
     momentum, nesterov, max_gradient_norm, max_gradient_elem
         As for every :class:`~downhill.base.Optimizer`.
     learning_rate
-        Accepted but has **no effect**: as in the paper and the original
-        downhill, the step has no learning rate.
+        Has **no effect** on the step: as in the paper and the original
+        downhill, the step has no learning rate. It does scale
+        ``weight_decay`` (``p <- p - learning_rate * weight_decay * p``), as for
+        every algorithm.
 
     Notes
     -----
