@@ -579,7 +579,8 @@ class Optimizer:
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
         checks = [pt.isfinite(self._loss)]
-        checks.extend(pt.isfinite(g.sum()) for g in self._grads)
+        # every element, not the sum: finite elements can sum to inf
+        checks.extend(pt.all(pt.isfinite(g)) for g in self._grads)
         return functools.reduce(pt.and_, checks)
 
     def _guard(self, updates):

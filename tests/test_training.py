@@ -613,6 +613,21 @@ def test_skip_catches_a_non_finite_gradient_with_finite_loss():
     assert w.get_value()[1] == 0.0
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # PyTensor's rewrites
+def test_skip_keeps_a_finite_step_whose_gradient_sum_overflows():
+    # every gradient element is finite (3e38 in float32) but their sum is not:
+    # the step is finite and must be taken, not skipped as non-finite
+    w = pytensor.shared(np.array([0.5, -0.5], dtype="float32"), name="w")
+    c = np.full(2, 3e38, dtype="float32")
+    loss = (w * c).sum()                 # 1.5e38 - 1.5e38 = 0
+    opt = downhill.build("sgd", loss)
+    fn = pytensor.function([], [], updates=opt.get_updates(
+        learning_rate=1e-38, on_nonfinite="skip"))
+    fn()
+    want = np.array([0.5, -0.5], dtype="float32") - np.float32(1e-38) * c
+    np.testing.assert_array_equal(w.get_value(), want)
+
+
 def test_bad_nonfinite_policy_is_refused():
     loss, params, X, y = regression()
     opt = downhill.build("sgd", loss)
