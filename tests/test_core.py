@@ -126,6 +126,19 @@ def test_nag_is_nesterov_and_equals_sgd_without_momentum():
         downhill.NAG(loss).get_updates(nesterov=False)
 
 
+def test_nag_nesterov_checked_as_a_validated_value_and_in_the_constructor():
+    w, loss, w0, grad = quadratic()
+    # the docstring: passing nesterov=False is an error, at construction too
+    with pytest.raises(ValueError, match="Nesterov"):
+        downhill.NAG(loss, nesterov=False)
+    with pytest.raises(ValueError, match="Nesterov"):
+        downhill.build("nag", loss, nesterov=np.False_)
+    # a value the declaration accepts as True is True
+    downhill.NAG(loss, nesterov=np.True_).get_updates(nesterov=np.True_, momentum=0.5)
+    with pytest.raises(ValueError, match="invalid nesterov: 'yes'"):
+        downhill.NAG(loss).get_updates(nesterov="yes")
+
+
 def test_float32_stays_float32_and_trains(rng):
     x = pt.matrix("x")
     y = pt.vector("y")
