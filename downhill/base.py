@@ -219,7 +219,7 @@ class Optimizer:
         if not loss.dtype.startswith("float"):
             raise ValueError(f"loss must have a float dtype, got {loss.dtype}")
         self._loss = loss
-        self._mode = mode
+        self._mode = self._check_mode(mode)
 
         self._monitor_names, self._monitor_exprs = self._check_monitors(monitors)
         self._user_updates = self._check_updates(updates)
@@ -288,6 +288,16 @@ class Optimizer:
 
     # ------------------------------------------------------------------
     # construction helpers
+
+    @staticmethod
+    def _check_mode(mode):
+        """Check that PyTensor knows a compile mode; return it unchanged."""
+        if mode is not None:
+            try:
+                pytensor.compile.mode.get_mode(mode)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"unknown compile mode {mode!r}: {error}") from None
+        return mode
 
     @staticmethod
     def _check_monitors(monitors):
@@ -1234,6 +1244,7 @@ class Optimizer:
             raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
         if checkpoint_every and checkpoint is None:
             raise ValueError("checkpoint_every needs checkpoint=PATH, the file to write")
+        self._check_mode(mode)
         train = self._as_dataset(train, "train", batch_size)
         if valid is None:
             valid = train.in_order()
