@@ -1253,6 +1253,7 @@ class Optimizer:
             valid = self._as_dataset(valid, "valid", batch_size, ordered=True)
             datasets = {"train": train, "valid": valid}
         if resume and os.path.exists(checkpoint):
+            self._check_hypers(hyperparameters)  # a call that fails loads nothing
             self.load(checkpoint, datasets=datasets)
         settings = self._configure(hyperparameters)
         if mode is not None:

@@ -521,6 +521,21 @@ def test_checkpoint_arguments_are_checked():
         opt.iterate(train, checkpoint="x.npz", checkpoint_every=-1)
 
 
+@pytest.mark.parametrize("bad,error", [
+    (dict(learning_rte=0.1), TypeError), (dict(momentum=2.0), ValueError)])
+def test_resume_with_a_bad_hyperparameter_loads_nothing(tmp_path, bad, error):
+    # the call fails, so it must not have loaded the checkpoint first
+    path = tmp_path / "run.npz"
+    opt, params, train, valid = resumable()
+    opt.minimize(train, valid, max_updates=2, checkpoint=path, **SETTINGS)
+    fresh, (w, b), train, valid = resumable()
+    w.set_value(np.full(3, 7.0))
+    with pytest.raises(error, match=next(iter(bad))):
+        fresh.iterate(train, valid, checkpoint=path, resume=True, **dict(SETTINGS, **bad))
+    np.testing.assert_array_equal(w.get_value(), np.full(3, 7.0))
+    assert fresh.state_dict()["counters"]["iteration"] == 0
+
+
 def test_resume_without_a_file_starts_fresh(tmp_path):
     path = tmp_path / "new.npz"
     opt, params, train, valid = resumable()
