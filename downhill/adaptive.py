@@ -338,7 +338,9 @@ class ESGD(Optimizer):
         reproducible. Also accepted as a constructor keyword; passing it to
         :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` re-seeds
         the generators, so the draws start over; calls that do not pass it
-        continue the current stream.
+        continue the current stream, and so does the first call after a
+        state is loaded (:meth:`load`, ``resume=True``) when it passes the
+        seed that state was saved with.
     learning_rate, momentum, nesterov, max_gradient_norm, max_gradient_elem
         As for every :class:`~downhill.base.Optimizer`.
 
@@ -419,8 +421,12 @@ class ESGD(Optimizer):
         return self._state[key]
 
     def _configure(self, given):
+        previous = self._values["seed"] if hasattr(self, "_values") else None
         values = super()._configure(given)
-        if "seed" in given:
+        # a run resumed from a state (load, or iterate(resume=True)) with the
+        # seed it was saved with continues its draws
+        resuming = self.__dict__.get("_resume_pending") and values["seed"] == previous
+        if "seed" in given and not resuming:
             for (index, suffix), var in self._state.items():
                 if suffix == "rng":
                     var.set_value(self._generator(values["seed"], index))

@@ -499,6 +499,24 @@ def test_iterate_checkpoint_and_resume(tmp_path):
     np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
 
 
+@pytest.mark.parametrize("algo", sorted(RESUME))
+def test_resume_with_the_same_keywords_is_bit_for_bit(tmp_path, algo):
+    # a script run again with resume=True passes the same hyperparameters as
+    # before, ESGD's seed included: that must continue the run, not re-seed it
+    n = 3
+    settings = dict(SETTINGS, **RESUME[algo])
+    opt, params, train, valid = resumable(algo)
+    straight = list(opt.iterate(train, valid, max_updates=2 * n, **settings))
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = resumable(algo)
+    part1 = list(first.iterate(train1, valid1, max_updates=n, checkpoint=path, **settings))
+    second, params2, train2, valid2 = resumable(algo)
+    part2 = list(second.iterate(train2, valid2, max_updates=n, checkpoint=path, resume=True,
+                                **settings))
+    assert part1 + part2 == straight
+    np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
+
+
 def test_checkpoint_every_writes_during_the_run(tmp_path):
     path = tmp_path / "run.npz"
     opt, params, train, valid = resumable()
