@@ -239,7 +239,8 @@ class Optimizer:
                 *self._monitor_exprs, *(expr for _, expr in self._user_updates))
             known = {id(v) for v in found_inputs}
             inputs = found_inputs + [v for v in extra if id(v) not in known]
-        self._inputs = self._check_inputs(inputs)
+        self._inputs = self._check_inputs(
+            inputs, [loss, *self._monitor_exprs, *(expr for _, expr in self._user_updates)])
 
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
@@ -357,13 +358,29 @@ class Optimizer:
         return params
 
     @staticmethod
-    def _check_inputs(inputs):
+    def _check_inputs(inputs, outputs):
         inputs = list(inputs)
         for i, v in enumerate(inputs):
             if not isinstance(v, Variable) or isinstance(v, (SharedVariable, Constant)):
                 raise ValueError(
                     f"input {i} must be a symbolic variable such as pt.matrix('x'), "
                     f"not {type(v).__name__}")
+            if any(u is v for u in inputs[:i]):
+                raise ValueError(f"input {i} ({v.name!r}) is given twice")
+        # the graph's roots, given inputs counting as roots (they may be intermediate)
+        roots = util._roots(outputs, stop=inputs)
+        given = {id(v) for v in inputs}
+        for v in roots:
+            if id(v) not in given and not isinstance(v, (SharedVariable, Constant)):
+                raise ValueError(
+                    f"the loss (or a monitor or update) needs the input {v.name!r}, which is "
+                    f"not in inputs {[u.name for u in inputs]}")
+        used = {id(v) for v in roots}
+        for i, v in enumerate(inputs):
+            if id(v) not in used:
+                raise ValueError(
+                    f"input {i} ({v.name!r}) is not used by the loss, the monitors or the "
+                    "updates")
         return inputs
 
     # ------------------------------------------------------------------

@@ -232,6 +232,29 @@ def test_a_variable_updated_twice_is_refused_when_built():
     assert opt.params == [w]
 
 
+def test_explicit_inputs_that_do_not_fit_the_graph_are_refused_when_built():
+    # PyTensor refused them only at the first compilation, inside the loop
+    x = pt.matrix("x")
+    y = pt.vector("y")
+    w = pytensor.shared(np.zeros(3), name="w")
+    loss = ((x @ w - y) ** 2).mean()
+    with pytest.raises(ValueError, match="needs the input 'y'.*not in inputs"):
+        downhill.build("sgd", loss, inputs=[x])
+    z = pt.vector("z")
+    with pytest.raises(ValueError, match="input 2 \\('z'\\) is not used"):
+        downhill.build("sgd", loss, inputs=[x, y, z])
+    with pytest.raises(ValueError, match="input 2 \\('x'\\) is given twice"):
+        downhill.build("sgd", loss, inputs=[x, y, x])
+    # an input that only a monitor uses is used
+    opt = downhill.build("sgd", loss, inputs=[x, y, z], monitors={"z": z.sum()})
+    assert opt.inputs == [x, y, z]
+    # an intermediate variable may be an input: the graph is cut there
+    scaled = x / 10
+    loss = ((scaled @ w - y) ** 2).mean()
+    opt = downhill.build("sgd", loss, inputs=[scaled, y])
+    assert opt.evaluate([np.ones((2, 3)), np.ones(2)])["loss"] == 1.0
+
+
 def test_mismatched_data(rng):
     x = pt.matrix("x")
     y = pt.vector("y")
