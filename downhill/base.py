@@ -242,6 +242,12 @@ class Optimizer:
         self._inputs = self._check_inputs(
             inputs, [loss, *self._monitor_exprs, *(expr for _, expr in self._user_updates)])
 
+        used = {id(v) for v in util._roots([loss])}
+        for i, p in enumerate(self._params):
+            if id(p) not in used:
+                raise ValueError(
+                    f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
+                    "depend on it")
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
         self._dtype = str(np.result_type(*[p.dtype for p in self._params]))

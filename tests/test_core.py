@@ -232,6 +232,14 @@ def test_a_variable_updated_twice_is_refused_when_built():
     assert opt.params == [w]
 
 
+def test_a_parameter_the_loss_does_not_use_is_named():
+    # pytensor.grad raised DisconnectedInputError with an empty message
+    w = pytensor.shared(np.zeros(3), name="w")
+    v = pytensor.shared(np.zeros(3), name="v")
+    with pytest.raises(ValueError, match="parameter 1 \\('v'\\).*loss does not depend"):
+        downhill.build("sgd", (w ** 2).sum(), params=[w, v])
+
+
 def test_explicit_inputs_that_do_not_fit_the_graph_are_refused_when_built():
     # PyTensor refused them only at the first compilation, inside the loop
     x = pt.matrix("x")
