@@ -1368,4 +1368,5 @@ class Optimizer:
         training = None
         for training, _ in self.iterate(*args, **kwargs):
             pass
-        return training, self._last_validation
+        last = self._last_validation
+        return training, None if last is None else collections.OrderedDict(last)

@@ -206,6 +206,16 @@ def test_minimize_one_liner(rng):
     assert set(train) == {"loss"}
 
 
+def test_minimize_returns_a_copy_of_the_validation_monitors():
+    # changing the returned dict must not change the optimizer's record
+    w = pytensor.shared(np.ones(2), name="w")
+    opt = downhill.build("sgd", (w ** 2).sum())
+    train, valid = opt.minimize(max_updates=1, learning_rate=0.25)
+    assert valid == {"loss": 0.5}
+    valid["loss"] = -1.0
+    assert opt.state_dict()["early_stopping"]["last_validation"] == {"loss": 0.5}
+
+
 def test_validation_arrays_are_not_shuffled(monkeypatch):
     """Lists given as validation data are read in order: no permutation per pass."""
     x = pt.matrix("x")
