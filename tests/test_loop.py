@@ -206,6 +206,24 @@ def test_minimize_one_liner(rng):
     assert set(train) == {"loss"}
 
 
+def test_minimize_valid_batches_applies_to_the_default_validation_data():
+    # valid=None validates on the training arrays; valid_batches must still
+    # limit the batches per validation (it was silently ignored)
+    x = pt.vector("x")
+    w = pytensor.shared(np.zeros(()), name="w")
+    loss = ((x - w) ** 2).mean()
+    X = np.arange(40.0)
+    full = ((X - 0) ** 2).mean()
+    _, valid = downhill.minimize(loss, [X], algo="sgd", batch_size=8, max_updates=0)
+    assert valid["loss"] == full
+    _, valid = downhill.minimize(loss, [X], algo="sgd", batch_size=8, max_updates=0,
+                                 valid_batches=1)
+    # one batch of 8 distinct samples: its mean square is not the full one
+    assert valid["loss"] != full
+    squares = np.sort(X ** 2)
+    assert squares[:8].mean() <= valid["loss"] <= squares[-8:].mean()
+
+
 def test_minimize_returns_a_copy_of_the_validation_monitors():
     # changing the returned dict must not change the optimizer's record
     w = pytensor.shared(np.ones(2), name="w")
