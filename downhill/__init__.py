@@ -35,7 +35,8 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     train : Dataset, list of arrays, callable or None
         Training data, one array per input of the loss (None if it has none).
     valid : Dataset, list of arrays or callable, optional
-        Validation data; defaults to ``train``.
+        Validation data; defaults to ``train`` (for arrays with
+        ``valid_batches``, that many shuffled batches of them).
     params, inputs, updates, monitors, monitor_gradients
         As for :class:`Optimizer`.
     algo : str, optional
@@ -63,6 +64,8 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
         ordered = name == "valid" and batches is None and not dataset.is_callable
         return dataset.in_order() if ordered else dataset
 
+    if valid is None and valid_batches is not None and isinstance(train, (list, tuple)):
+        valid = train  # validate on the training arrays, valid_batches at a time
     opt = build(algo, loss, params=params, inputs=inputs, updates=updates,
                 monitors=monitors, monitor_gradients=monitor_gradients)
     return opt.minimize(wrap(train, "train", train_batches),

@@ -150,9 +150,12 @@ class RProp(Optimizer):
         step graph is first built (the first
         :meth:`~downhill.Optimizer.get_updates`,
         :meth:`~downhill.Optimizer.iterate` or
-        :meth:`~downhill.Optimizer.minimize` call), as in the original
-        downhill; after that ``learning_rate`` has no effect, the step sizes
-        being state that carries over between calls.
+        :meth:`~downhill.Optimizer.minimize` call; for a schedule, its
+        value at that update), as in the original downhill; after that
+        ``learning_rate`` has no effect on the steps, the step sizes being
+        state that carries over between calls. It does scale
+        ``weight_decay`` (``p <- p - learning_rate * weight_decay * p``), as
+        for every algorithm.
 
     References
     ----------
@@ -188,7 +191,9 @@ class RProp(Optimizer):
         one = as_float(1, param.dtype)
         zero = as_float(0, param.dtype)
         grad_prev = self._state_like(param, "grad")
-        step = self._state_like(param, "step", value=self._values["learning_rate"])
+        # the learning rate in force (a schedule's current value, if one is given)
+        initial = self._shared["learning_rate"].get_value()
+        step = self._state_like(param, "step", value=initial)
         test = grad * grad_prev
         factor = pt.switch(test > zero, self._hyper("step_increase", param),
                            pt.switch(test < zero, self._hyper("step_decrease", param), one))
@@ -277,8 +282,9 @@ class ADADELTA(Optimizer):
         ``downhill algorithms``.
     learning_rate
         Has **no effect on the step**: as in the paper and the original
-        downhill, ADADELTA has no learning rate. It still scales the
-        decoupled ``weight_decay``, as for every algorithm.
+        downhill, ADADELTA has no learning rate. It does scale
+        ``weight_decay`` (``p <- p - learning_rate * weight_decay * p``), as
+        for every algorithm.
 
     Notes
     -----
@@ -354,7 +360,9 @@ class ESGD(Optimizer):
         :meth:`~downhill.Optimizer.minimize` or
         :meth:`~downhill.Optimizer.get_updates` re-seeds the generators,
         so the draws start over; calls that do not pass it continue the
-        current stream.
+        current stream, and so does the first call after a state is loaded
+        (:meth:`~downhill.Optimizer.load`, ``resume=True``) when it passes
+        the seed that state was saved with.
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
@@ -441,8 +449,12 @@ class ESGD(Optimizer):
         return self._state[key]
 
     def _configure(self, given):
+        previous = self._values["seed"] if hasattr(self, "_values") else None
         values = super()._configure(given)
-        if "seed" in given:
+        # a run resumed from a state (load, or iterate(resume=True)) with the
+        # seed it was saved with continues its draws
+        resuming = self.__dict__.get("_resume_pending") and values["seed"] == previous
+        if "seed" in given and not resuming:
             for (index, suffix), var in self._state.items():
                 if suffix == "rng":
                     var.set_value(self._generator(values["seed"], index))

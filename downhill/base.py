@@ -142,7 +142,8 @@ class Optimizer:
         Add a monitor ``grad(NAME)`` per parameter: the squared L2 norm of
         its gradient before clipping. While gradient clipping is on, the
         training monitors also hold ``grad(NAME) clipped``, the squared norm
-        after clipping. Default False.
+        after clipping. Default False. Parameters that share a name are
+        told apart by their position: ``grad(w#0)``, ``grad(w#1)``.
     mode : str or pytensor Mode, optional
         PyTensor compile mode of the step and evaluation functions, e.g.
         ``"NUMBA"``, ``"CVM"`` (the C backend) or ``"JAX"``; :meth:`iterate`
@@ -218,7 +219,7 @@ class Optimizer:
         if not loss.dtype.startswith("float"):
             raise ValueError(f"loss must have a float dtype, got {loss.dtype}")
         self._loss = loss
-        self._mode = mode
+        self._mode = self._check_mode(mode)
 
         self._monitor_names, self._monitor_exprs = self._check_monitors(monitors)
         self._user_updates = self._check_updates(updates)
@@ -227,13 +228,26 @@ class Optimizer:
         targets = {id(var) for var, _ in self._user_updates}
         found_params = [p for p in found_params if id(p) not in targets]
         self._params = self._check_params(found_params if params is None else params)
+        for i, p in enumerate(self._params):
+            for j, (var, _) in enumerate(self._user_updates):
+                if var is p:
+                    raise ValueError(
+                        f"parameter {i} ({p.name!r}) is also the target of update {j}; "
+                        "the optimizer updates its parameters itself")
         if inputs is None:
             extra, _ = util.find_inputs_and_params(
                 *self._monitor_exprs, *(expr for _, expr in self._user_updates))
             known = {id(v) for v in found_inputs}
             inputs = found_inputs + [v for v in extra if id(v) not in known]
-        self._inputs = self._check_inputs(inputs)
+        self._inputs = self._check_inputs(
+            inputs, [loss, *self._monitor_exprs, *(expr for _, expr in self._user_updates)])
 
+        used = {id(v) for v in util._roots([loss])}
+        for i, p in enumerate(self._params):
+            if id(p) not in used:
+                raise ValueError(
+                    f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
+                    "depend on it")
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
         self._dtype = str(np.result_type(*[p.dtype for p in self._params]))
@@ -243,13 +257,17 @@ class Optimizer:
                  [f"{n} {p.get_value(borrow=True).shape}" for n, p in zip(self._names, self._params)])
 
         self._grads = pytensor.grad(loss, self._params)
+        # unique names: w#0, w#1 for two parameters named w
+        self._keys = _unique_keys(self._names)
         self._monitor_gradients = bool(monitor_gradients)
         if monitor_gradients:
-            for name, grad in zip(self._names, self._grads):
-                self._monitor_names.append(f"grad({name})")
+            for key, grad in zip(self._keys, self._grads):
+                if f"grad({key})" in self._monitor_names:
+                    raise ValueError(
+                        f"monitor name 'grad({key})' is used twice (monitor_gradients "
+                        "makes it)")
+                self._monitor_names.append(f"grad({key})")
                 self._monitor_exprs.append((grad * grad).sum())
-
-        self._keys = _unique_keys(self._names)
 
         self._updates_done = 0
         self._defaults = {name: h.default for name, h in self.hyperparameters().items()}
@@ -260,6 +278,7 @@ class Optimizer:
         self._configure({})
 
         self._state = {}
+        self._initial = {}  # the value each state variable was made with
         self._graphs = {}
         self._functions = {}
         self._f_eval = None
@@ -276,6 +295,16 @@ class Optimizer:
 
     # ------------------------------------------------------------------
     # construction helpers
+
+    @staticmethod
+    def _check_mode(mode):
+        """Check that PyTensor knows a compile mode; return it unchanged."""
+        if mode is not None:
+            try:
+                pytensor.compile.mode.get_mode(mode)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"unknown compile mode {mode!r}: {error}") from None
+        return mode
 
     @staticmethod
     def _check_monitors(monitors):
@@ -310,6 +339,11 @@ class Optimizer:
                     and isinstance(item[0], SharedVariable)):
                 raise ValueError(
                     f"update {i} must be a (shared variable, expression) pair, got {item!r}")
+            for j, (var, _) in enumerate(pairs):
+                if var is item[0]:
+                    raise ValueError(
+                        f"update {i} (of {var.name!r}) updates a variable that is also the "
+                        f"target of update {j}; a variable can have one update")
             pairs.append(tuple(item))
         return pairs
 
@@ -325,16 +359,34 @@ class Optimizer:
                 raise ValueError(
                     f"parameter {i} must be a float shared variable (pytensor.shared), "
                     f"got {p!r} of type {type(p).__name__}")
+            if any(q is p for q in params[:i]):
+                raise ValueError(f"parameter {i} ({p.name!r}) is given twice")
         return params
 
     @staticmethod
-    def _check_inputs(inputs):
+    def _check_inputs(inputs, outputs):
         inputs = list(inputs)
         for i, v in enumerate(inputs):
             if not isinstance(v, Variable) or isinstance(v, (SharedVariable, Constant)):
                 raise ValueError(
                     f"input {i} must be a symbolic variable such as pt.matrix('x'), "
                     f"not {type(v).__name__}")
+            if any(u is v for u in inputs[:i]):
+                raise ValueError(f"input {i} ({v.name!r}) is given twice")
+        # the graph's roots, given inputs counting as roots (they may be intermediate)
+        roots = util._roots(outputs, stop=inputs)
+        given = {id(v) for v in inputs}
+        for v in roots:
+            if id(v) not in given and not isinstance(v, (SharedVariable, Constant)):
+                raise ValueError(
+                    f"the loss (or a monitor or update) needs the input {v.name!r}, which is "
+                    f"not in inputs {[u.name for u in inputs]}")
+        used = {id(v) for v in roots}
+        for i, v in enumerate(inputs):
+            if id(v) not in used:
+                raise ValueError(
+                    f"input {i} ({v.name!r}) is not used by the loss, the monitors or the "
+                    "updates")
         return inputs
 
     # ------------------------------------------------------------------
@@ -443,6 +495,7 @@ class Optimizer:
         key = (index, suffix)
         if key not in self._state:
             self._state[key] = util.shared_like(param, suffix, self._names[index], value)
+            self._initial[key] = value
         return self._state[key]
 
     def _global_state(self, suffix, value=0, dtype="int64"):
@@ -457,6 +510,7 @@ class Optimizer:
         key = (None, suffix)
         if key not in self._state:
             self._state[key] = pytensor.shared(np.asarray(value, dtype=dtype), name=suffix)
+            self._initial[key] = value
         return self._state[key]
 
     @property
@@ -558,7 +612,8 @@ class Optimizer:
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
         checks = [pt.isfinite(self._loss)]
-        checks.extend(pt.isfinite(g.sum()) for g in self._grads)
+        # every element, not the sum: finite elements can sum to inf
+        checks.extend(pt.all(pt.isfinite(g)) for g in self._grads)
         return functools.reduce(pt.and_, checks)
 
     def _guard(self, updates):
@@ -624,7 +679,7 @@ class Optimizer:
             names = list(self._monitor_names)
             outputs = [self._loss] + self._monitor_exprs
             if self._monitor_gradients and self._clipping():
-                for name, grad in zip(self._names, self._graphs[structure][1]):
+                for name, grad in zip(self._keys, self._graphs[structure][1]):
                     names.append(f"grad({name}) clipped")
                     outputs.append((grad * grad).sum())
             guarded = self._values["on_nonfinite"] == "skip"
@@ -952,7 +1007,9 @@ class Optimizer:
         """Restore a state made by :meth:`state_dict`.
 
         Everything is checked before anything changes, so a state that does
-        not fit leaves the optimizer as it was. The next :meth:`iterate`
+        not fit leaves the optimizer as it was. State variables the saved
+        run did not use (e.g. a velocity, saved without momentum) are reset
+        to their initial values. The next :meth:`iterate`
         call continues where the saved run stopped (its early-stopping
         state and validation schedule included); the saved hyperparameters
         become this optimizer's defaults.
@@ -1019,6 +1076,10 @@ class Optimizer:
                 var.set_value(generator)
             else:
                 var.set_value(np.array(value, copy=True))
+        # state the saved run did not use starts afresh, as in a new optimizer
+        for key, var in self._state.items():
+            if self._state_key(key) not in targets and key in self._initial:
+                var.set_value(np.full_like(var.get_value(borrow=True), self._initial[key]))
         self._defaults.update(hypers)
         self._configure({})
         self._schedule_states = dict(state.get("schedules", {}))
@@ -1206,6 +1267,7 @@ class Optimizer:
             raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
         if checkpoint_every and checkpoint is None:
             raise ValueError("checkpoint_every needs checkpoint=PATH, the file to write")
+        self._check_mode(mode)
         train = self._as_dataset(train, "train", batch_size)
         if valid is None:
             valid = train.in_order()
@@ -1214,6 +1276,7 @@ class Optimizer:
             valid = self._as_dataset(valid, "valid", batch_size, ordered=True)
             datasets = {"train": train, "valid": valid}
         if resume and os.path.exists(checkpoint):
+            self._check_hypers(hyperparameters)  # a call that fails loads nothing
             self.load(checkpoint, datasets=datasets)
         settings = self._configure(hyperparameters)
         if mode is not None:
@@ -1305,4 +1368,5 @@ class Optimizer:
         training = None
         for training, _ in self.iterate(*args, **kwargs):
             pass
-        return training, self._last_validation
+        last = self._last_validation
+        return training, None if last is None else collections.OrderedDict(last)

@@ -101,17 +101,23 @@ class NAG(SGD):
     def __init__(self, *args, **kwargs):
         # the constructor configures the defaults; a momentum may still come
         # with iterate() or get_updates(), so warn about 0 only from then on
+        self._check_nesterov(kwargs)
         self._constructing = True
         try:
             super().__init__(*args, **kwargs)
         finally:
             self._constructing = False
 
-    def _configure(self, given):
-        if given.get("nesterov", True) is not True:
+    @classmethod
+    def _check_nesterov(cls, given):
+        if "nesterov" in given and not cls.hyperparameters()["nesterov"].validate(
+                given["nesterov"]):
             raise ValueError(
                 "invalid nesterov: NAG always uses Nesterov momentum; use SGD for "
                 "plain momentum")
+
+    def _configure(self, given):
+        self._check_nesterov(given)
         values = super()._configure(dict(given, nesterov=True))
         if values["momentum"] == 0 and not self._constructing:
             log.warning("NAG with momentum=0 is plain SGD; pass momentum=0.9 or similar")

@@ -75,8 +75,12 @@ def shared_like(param, suffix, name=None, value=0):
     return pytensor.shared(init, name=f"{base}_{suffix}", shape=param.type.shape)
 
 
-def _roots(outputs):
-    """Root variables of a graph in left-to-right depth-first order."""
+def _roots(outputs, stop=()):
+    """Root variables of a graph in left-to-right depth-first order.
+
+    Variables in ``stop`` count as roots: the walk does not go past them.
+    """
+    stop = {id(v) for v in stop}
     seen = set()
     roots = []
     stack = list(reversed(outputs))
@@ -85,7 +89,7 @@ def _roots(outputs):
         if id(var) in seen:
             continue
         seen.add(id(var))
-        if var.owner is None:
+        if var.owner is None or id(var) in stop:
             roots.append(var)
         else:
             stack.extend(reversed(var.owner.inputs))
@@ -253,7 +257,7 @@ class Hyper:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise ValueError(bad)
         if self.kind is int:
-            if int(value) != value:
+            if not math.isfinite(value) or int(value) != value:
                 raise ValueError(bad)
             value = int(value)
         else:

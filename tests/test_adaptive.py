@@ -404,6 +404,16 @@ def test_rprop_initial_step_is_learning_rate_at_first_build():
     np.testing.assert_array_equal(step.get_value(), np.full(3, 0.3))
 
 
+def test_rprop_initial_step_from_a_learning_rate_schedule():
+    # a schedule is a valid learning_rate for every algorithm; RProp's step
+    # sizes start at its value at the current update count
+    w = pytensor.shared(np.zeros(3), name="w")
+    opt = downhill.RProp((w ** 2).sum())
+    opt.get_updates(learning_rate=lambda n: 0.25 + n)
+    (step,) = [v for v in opt.state_variables if v.name == "w_step"]
+    np.testing.assert_array_equal(step.get_value(), np.full(3, 0.25))
+
+
 # ----------------------------------------------------------------------
 # ADAGRAD
 
@@ -433,6 +443,25 @@ def test_adadelta_ignores_learning_rate():
         results.append(w.get_value())
     np.testing.assert_array_equal(results[0], results[1])
     assert "no effect" in downhill.ADADELTA.__doc__
+
+
+@pytest.mark.parametrize("algo", ["adadelta", "rprop"])
+def test_learning_rate_still_scales_weight_decay(algo):
+    # the docstrings say learning_rate has no effect on these steps: true of
+    # the algorithm's step, but the decoupled weight decay is lr * wd * p
+    results = []
+    for lr in (0.01, 0.02):
+        w, loss, w0, grad, _ = problem()
+        opt = downhill.build(algo, loss)
+        fn = compile_step(opt, learning_rate=0.05, weight_decay=0.5)
+        opt.get_updates(learning_rate=lr, weight_decay=0.5)  # same graph, new numbers
+        fn()
+        results.append(w.get_value())
+    # one step from w0 with the same step; the decay differs by (0.02 - 0.01) * 0.5 * w0
+    np.testing.assert_allclose(results[0] - results[1], 0.005 * w0, rtol=1e-9)
+    doc = " ".join(downhill.ALGORITHMS[algo].__doc__.replace("**", "").split())
+    assert "no effect on the step" in doc
+    assert "scale ``weight_decay``" in doc
 
 
 # ----------------------------------------------------------------------

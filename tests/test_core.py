@@ -126,6 +126,19 @@ def test_nag_is_nesterov_and_equals_sgd_without_momentum():
         downhill.NAG(loss).get_updates(nesterov=False)
 
 
+def test_nag_nesterov_checked_as_a_validated_value_and_in_the_constructor():
+    w, loss, w0, grad = quadratic()
+    # the docstring: passing nesterov=False is an error, at construction too
+    with pytest.raises(ValueError, match="Nesterov"):
+        downhill.NAG(loss, nesterov=False)
+    with pytest.raises(ValueError, match="Nesterov"):
+        downhill.build("nag", loss, nesterov=np.False_)
+    # a value the declaration accepts as True is True
+    downhill.NAG(loss, nesterov=np.True_).get_updates(nesterov=np.True_, momentum=0.5)
+    with pytest.raises(ValueError, match="invalid nesterov: 'yes'"):
+        downhill.NAG(loss).get_updates(nesterov="yes")
+
+
 def test_float32_stays_float32_and_trains(rng):
     x = pt.matrix("x")
     y = pt.vector("y")
@@ -190,6 +203,64 @@ def test_errors():
         opt.get_updates(learning_rate=-1)
     with pytest.raises(ValueError, match=r"invalid momentum: 1.*0 <= x < 1"):
         opt.iterate(momentum=1)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("name", ["patience", "validate_every", "max_skips"])
+def test_integer_hyperparameter_not_finite(name, value):
+    # int(inf) raises OverflowError and int(nan) a message without the name
+    w = pytensor.shared(np.zeros(2), name="w")
+    opt = downhill.build("sgd", (w ** 2).sum())
+    with pytest.raises(ValueError, match=f"invalid {name}: {value!r}.*integer"):
+        opt.iterate(**{name: value})
+
+
+def test_a_variable_updated_twice_is_refused_when_built():
+    # PyTensor would refuse it only when the step is compiled, inside the
+    # training loop, with "this shared variable already has an update expression"
+    w = pytensor.shared(np.zeros(2), name="w")
+    c = pytensor.shared(np.zeros(()), name="c")
+    loss = (w ** 2).sum() + c
+    with pytest.raises(ValueError, match="parameter 1 .*'w'.* given twice"):
+        downhill.build("sgd", loss, params=[w, w])
+    with pytest.raises(ValueError, match="parameter 0 .*'w'.* also the target of update 0"):
+        downhill.build("sgd", loss, params=[w], updates=[(w, w * 0.5)])
+    with pytest.raises(ValueError, match="update 1 .*'c'.* also the target of update 0"):
+        downhill.build("sgd", loss, params=[w], updates=[(c, c + 1), (c, c + 2)])
+    # by default, parameters are the shared variables that no update targets
+    opt = downhill.build("sgd", loss, updates=[(c, c + 1)])
+    assert opt.params == [w]
+
+
+def test_a_parameter_the_loss_does_not_use_is_named():
+    # pytensor.grad raised DisconnectedInputError with an empty message
+    w = pytensor.shared(np.zeros(3), name="w")
+    v = pytensor.shared(np.zeros(3), name="v")
+    with pytest.raises(ValueError, match="parameter 1 \\('v'\\).*loss does not depend"):
+        downhill.build("sgd", (w ** 2).sum(), params=[w, v])
+
+
+def test_explicit_inputs_that_do_not_fit_the_graph_are_refused_when_built():
+    # PyTensor refused them only at the first compilation, inside the loop
+    x = pt.matrix("x")
+    y = pt.vector("y")
+    w = pytensor.shared(np.zeros(3), name="w")
+    loss = ((x @ w - y) ** 2).mean()
+    with pytest.raises(ValueError, match="needs the input 'y'.*not in inputs"):
+        downhill.build("sgd", loss, inputs=[x])
+    z = pt.vector("z")
+    with pytest.raises(ValueError, match="input 2 \\('z'\\) is not used"):
+        downhill.build("sgd", loss, inputs=[x, y, z])
+    with pytest.raises(ValueError, match="input 2 \\('x'\\) is given twice"):
+        downhill.build("sgd", loss, inputs=[x, y, x])
+    # an input that only a monitor uses is used
+    opt = downhill.build("sgd", loss, inputs=[x, y, z], monitors={"z": z.sum()})
+    assert opt.inputs == [x, y, z]
+    # an intermediate variable may be an input: the graph is cut there
+    scaled = x / 10
+    loss = ((scaled @ w - y) ** 2).mean()
+    opt = downhill.build("sgd", loss, inputs=[scaled, y])
+    assert opt.evaluate([np.ones((2, 3)), np.ones(2)])["loss"] == 1.0
 
 
 def test_mismatched_data(rng):

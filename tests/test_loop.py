@@ -35,6 +35,23 @@ def test_monitors_dict_and_gradients(rng):
     assert valid["grad(w)"] == pytest.approx((g * g).sum(), rel=1e-9)
 
 
+def test_gradient_monitors_of_parameters_with_the_same_name():
+    # two parameters named 'w' must give two monitors, not one that hides the other
+    a = pytensor.shared(np.ones(2), name="w")
+    b = pytensor.shared(np.ones(3), name="w")
+    opt = downhill.build("sgd", (a ** 2).sum() + 2 * (b ** 2).sum(), monitor_gradients=True)
+    monitors = opt.evaluate(None)
+    assert monitors == {"loss": 8.0, "grad(w#0)": 8.0, "grad(w#1)": 48.0}
+    train, _ = opt.minimize(max_updates=1, max_gradient_elem=1.0)
+    assert list(train) == ["loss", "grad(w#0)", "grad(w#1)",
+                           "grad(w#0) clipped", "grad(w#1) clipped"]
+    assert train["grad(w#1) clipped"] == 3.0
+    # a monitor of the user's may not take a gradient monitor's name either
+    with pytest.raises(ValueError, match=r"monitor name 'grad\(w#0\)' is used twice"):
+        downhill.build("sgd", (a ** 2).sum() + (b ** 2).sum(), monitor_gradients=True,
+                       monitors={"grad(w#0)": a.sum()})
+
+
 def test_monitor_errors(rng):
     x, y, w, loss, X, Y = regression(rng)
     with pytest.raises(ValueError, match="monitor 'v' must be a scalar"):
@@ -187,6 +204,34 @@ def test_minimize_one_liner(rng):
                                      batch_size=8, max_updates=30)
     np.testing.assert_allclose(w.get_value(), [1.0, -2.0, 0.5], atol=1e-3)
     assert set(train) == {"loss"}
+
+
+def test_minimize_valid_batches_applies_to_the_default_validation_data():
+    # valid=None validates on the training arrays; valid_batches must still
+    # limit the batches per validation (it was silently ignored)
+    x = pt.vector("x")
+    w = pytensor.shared(np.zeros(()), name="w")
+    loss = ((x - w) ** 2).mean()
+    X = np.arange(40.0)
+    full = ((X - 0) ** 2).mean()
+    _, valid = downhill.minimize(loss, [X], algo="sgd", batch_size=8, max_updates=0)
+    assert valid["loss"] == full
+    _, valid = downhill.minimize(loss, [X], algo="sgd", batch_size=8, max_updates=0,
+                                 valid_batches=1)
+    # one batch of 8 distinct samples: its mean square is not the full one
+    assert valid["loss"] != full
+    squares = np.sort(X ** 2)
+    assert squares[:8].mean() <= valid["loss"] <= squares[-8:].mean()
+
+
+def test_minimize_returns_a_copy_of_the_validation_monitors():
+    # changing the returned dict must not change the optimizer's record
+    w = pytensor.shared(np.ones(2), name="w")
+    opt = downhill.build("sgd", (w ** 2).sum())
+    train, valid = opt.minimize(max_updates=1, learning_rate=0.25)
+    assert valid == {"loss": 0.5}
+    valid["loss"] = -1.0
+    assert opt.state_dict()["early_stopping"]["last_validation"] == {"loss": 0.5}
 
 
 def test_validation_arrays_are_not_shuffled(monkeypatch):

@@ -187,6 +187,20 @@ def test_iterate_mode_switches_and_caches_functions(rng):
     assert list(opt._f_eval) == ["FAST_COMPILE", "NUMBA"]
 
 
+def test_unknown_mode_is_refused_at_the_call_and_changes_nothing():
+    # a bad mode used to be kept and fail only at the first compilation, inside
+    # the loop, leaving the optimizer unable even to evaluate
+    w = pytensor.shared(np.ones(2), name="w")
+    with pytest.raises(ValueError, match="unknown compile mode 'nope'"):
+        downhill.build("sgd", (w ** 2).sum(), mode="nope")
+    opt = downhill.build("sgd", (w ** 2).sum())
+    with pytest.raises(ValueError, match="unknown compile mode 'nope'"):
+        opt.iterate(mode="nope")
+    assert opt.evaluate(None)["loss"] == 2.0
+    opt.minimize(max_updates=1, learning_rate=0.25)
+    np.testing.assert_array_equal(w.get_value(), [0.5, 0.5])
+
+
 def test_shared_data_is_batched_inside_the_graph(rng):
     # the same seeds and data as numpy arrays or as shared variables give
     # exactly the same training, but for shared data the compiled function's

@@ -326,6 +326,25 @@ def test_load_state_dict_round_trip_restores_everything():
     assert opt.learning_rate.eval() == 0.01
 
 
+def test_load_into_a_used_optimizer_equals_load_into_a_fresh_one():
+    # state the saved run did not use (here the velocity: saved without
+    # momentum) must not survive from the loading optimizer's own past
+    def run(used):
+        w = pytensor.shared(np.ones(2), name="w")
+        loss = (w ** 2).sum()
+        saved = downhill.build("sgd", loss).state_dict()
+        opt = downhill.build("sgd", loss)
+        if used:
+            opt.minimize(max_updates=3, momentum=0.9, learning_rate=0.1)
+        opt.load_state_dict(saved)
+        opt.minimize(max_updates=2, momentum=0.9, learning_rate=0.1)
+        return w.get_value(), opt.state_dict()["state"]["w_vel"]
+
+    fresh, used = run(False), run(True)
+    np.testing.assert_array_equal(used[0], fresh[0])
+    np.testing.assert_array_equal(used[1], fresh[1])
+
+
 @pytest.mark.parametrize("breakage,message", [
     (lambda d: d.update(algorithm="SGD"), "algorithm 'SGD'"),
     (lambda d: d["params"].pop("w"), "lacks parameter 'w'"),
@@ -480,6 +499,24 @@ def test_iterate_checkpoint_and_resume(tmp_path):
     np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
 
 
+@pytest.mark.parametrize("algo", sorted(RESUME))
+def test_resume_with_the_same_keywords_is_bit_for_bit(tmp_path, algo):
+    # a script run again with resume=True passes the same hyperparameters as
+    # before, ESGD's seed included: that must continue the run, not re-seed it
+    n = 3
+    settings = dict(SETTINGS, **RESUME[algo])
+    opt, params, train, valid = resumable(algo)
+    straight = list(opt.iterate(train, valid, max_updates=2 * n, **settings))
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = resumable(algo)
+    part1 = list(first.iterate(train1, valid1, max_updates=n, checkpoint=path, **settings))
+    second, params2, train2, valid2 = resumable(algo)
+    part2 = list(second.iterate(train2, valid2, max_updates=n, checkpoint=path, resume=True,
+                                **settings))
+    assert part1 + part2 == straight
+    np.testing.assert_array_equal(params2[0].get_value(), params[0].get_value())
+
+
 def test_checkpoint_every_writes_during_the_run(tmp_path):
     path = tmp_path / "run.npz"
     opt, params, train, valid = resumable()
@@ -500,6 +537,21 @@ def test_checkpoint_arguments_are_checked():
         opt.iterate(train, checkpoint_every=3)
     with pytest.raises(ValueError, match="invalid checkpoint_every"):
         opt.iterate(train, checkpoint="x.npz", checkpoint_every=-1)
+
+
+@pytest.mark.parametrize("bad,error", [
+    (dict(learning_rte=0.1), TypeError), (dict(momentum=2.0), ValueError)])
+def test_resume_with_a_bad_hyperparameter_loads_nothing(tmp_path, bad, error):
+    # the call fails, so it must not have loaded the checkpoint first
+    path = tmp_path / "run.npz"
+    opt, params, train, valid = resumable()
+    opt.minimize(train, valid, max_updates=2, checkpoint=path, **SETTINGS)
+    fresh, (w, b), train, valid = resumable()
+    w.set_value(np.full(3, 7.0))
+    with pytest.raises(error, match=next(iter(bad))):
+        fresh.iterate(train, valid, checkpoint=path, resume=True, **dict(SETTINGS, **bad))
+    np.testing.assert_array_equal(w.get_value(), np.full(3, 7.0))
+    assert fresh.state_dict()["counters"]["iteration"] == 0
 
 
 def test_resume_without_a_file_starts_fresh(tmp_path):
@@ -592,6 +644,21 @@ def test_skip_catches_a_non_finite_gradient_with_finite_loss():
     opt.minimize(None, max_updates=2, learning_rate=0.1, on_nonfinite="skip", max_skips=5)
     assert np.isfinite(w.get_value()).all()
     assert w.get_value()[1] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # PyTensor's rewrites
+def test_skip_keeps_a_finite_step_whose_gradient_sum_overflows():
+    # every gradient element is finite (3e38 in float32) but their sum is not:
+    # the step is finite and must be taken, not skipped as non-finite
+    w = pytensor.shared(np.array([0.5, -0.5], dtype="float32"), name="w")
+    c = np.full(2, 3e38, dtype="float32")
+    loss = (w * c).sum()                 # 1.5e38 - 1.5e38 = 0
+    opt = downhill.build("sgd", loss)
+    fn = pytensor.function([], [], updates=opt.get_updates(
+        learning_rate=1e-38, on_nonfinite="skip"))
+    fn()
+    want = np.array([0.5, -0.5], dtype="float32") - np.float32(1e-38) * c
+    np.testing.assert_array_equal(w.get_value(), want)
 
 
 def test_bad_nonfinite_policy_is_refused():
