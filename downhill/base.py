@@ -1225,7 +1225,13 @@ class Optimizer:
             current mode.
         checkpoint : str or path, optional
             Save the whole training state (see :meth:`save`) to this file
-            every ``checkpoint_every`` iterations and when the loop ends.
+            every ``checkpoint_every`` iterations and when the loop ends, as
+            it stands before the best parameters are put back, so that
+            ``resume=True`` continues exactly where it stopped (the best
+            parameters are saved too: after :meth:`load`,
+            ``set_params('best')`` puts them in place). A run that ends on a
+            non-finite loss writes nothing more, leaving the last good
+            checkpoint.
         checkpoint_every : int, optional
             Iterations between checkpoints; 0 (default) saves only at the end.
         resume : bool, optional
@@ -1314,8 +1320,8 @@ class Optimizer:
                         break
                 if done:
                     break
+                self._fresh_validation = False  # from the first batch on, even if interrupted
                 training, finite = self._run_batches(step, train, names, guarded, train=True)
-                self._fresh_validation = False
                 count += 1
                 self._iteration += 1
                 if not finite:
@@ -1333,9 +1339,13 @@ class Optimizer:
         except _NonFinite as error:
             failure = error
         finally:
-            self._restore_best()
-            if checkpoint is not None:
-                self.save(checkpoint, datasets=datasets)
+            try:
+                if checkpoint is not None and failure is None:
+                    # the state as it stands, so that resuming continues exactly;
+                    # the best parameters are in it too (early_stopping)
+                    self.save(checkpoint, datasets=datasets)
+            finally:
+                self._restore_best()
         if failure is not None:
             if settings["on_nonfinite"] == "stop":
                 log.error("stopped: %s", failure)

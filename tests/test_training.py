@@ -723,3 +723,63 @@ def test_skip_leaves_parameters_and_state_untouched_for_every_algorithm(algo):
             np.testing.assert_array_equal(after["state"][name], value, err_msg=name)
     step(X, y)
     assert not np.array_equal(opt.state_dict()["params"]["w"], before["params"]["w"])
+
+
+def drifting(algo="rmsprop"):
+    """Validation data the initial parameters fit exactly: the best stays at iteration 0."""
+    loss, (w, b), X, y = regression(n=80)
+    opt = downhill.build(algo, loss)
+    train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")
+    valid = downhill.Dataset([X, np.zeros_like(y)], batch_size=40, rng=8, name="valid")
+    return opt, (w, b), train, valid
+
+
+def test_resume_is_exact_when_the_best_is_not_the_last(tmp_path):
+    settings = dict(learning_rate=0.01, momentum=0.5, validate_every=1, patience=100)
+    opt, (w, b), train, valid = drifting()
+    straight = list(opt.iterate(train, valid, max_updates=6, **settings))
+    assert opt.state_dict()["early_stopping"]["best_iteration"] == 0
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = drifting()
+    part1 = list(first.iterate(train1, valid1, max_updates=3, checkpoint=path, **settings))
+    np.testing.assert_array_equal(first.params[0].get_value(), np.zeros(3))  # best put back
+    saved = checkpoint.read(path)[1]
+    assert not np.array_equal(saved["params"]["w"], np.zeros(3))  # the file: as it stood
+    np.testing.assert_array_equal(saved["early_stopping"]["best_params"]["w"], np.zeros(3))
+
+    second, (w2, b2), train2, valid2 = drifting()
+    part2 = list(second.iterate(train2, valid2, max_updates=3, checkpoint=path, resume=True,
+                                **settings))
+    assert part1 + part2 == straight
+    np.testing.assert_array_equal(w2.get_value(), w.get_value())  # both end on the best
+
+
+def test_interrupt_inside_a_pass_right_after_a_best_validation_restores_the_best():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    calls = {"n": 0}
+
+    def batches():
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return [X[:8], y[:8]]
+
+    data = downhill.Dataset(batches, iteration_size=4)
+    opt.minimize(data, valid=[X, y], learning_rate=0.05, validate_every=1)
+    # the validation at iteration 0 was the best; two updates followed, then Ctrl-C
+    np.testing.assert_array_equal(w.get_value(), np.zeros(3))
+
+
+def test_no_checkpoint_is_written_from_a_non_finite_state(tmp_path):
+    path = tmp_path / "run.npz"
+    loss, (w, b), X, y, batches, calls = poisoned({6})
+    opt = downhill.build("sgd", loss)
+    data = downhill.Dataset(batches, iteration_size=4)
+    with pytest.raises(FloatingPointError):
+        opt.minimize(data, valid=[X, y], learning_rate=0.05, validate_every=1,
+                     checkpoint=path, checkpoint_every=1)
+    state = checkpoint.read(path)[1]
+    assert state["counters"]["iteration"] == 1  # the last good one
+    assert np.isfinite(state["params"]["w"]).all()
