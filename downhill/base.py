@@ -636,7 +636,10 @@ class Optimizer:
         **hyperparameters
             Hyperparameter values (see :meth:`hyperparameters`); the rest
             take the optimizer's defaults. Numeric values are written into
-            shared scalars, so they can be changed later without a new graph.
+            shared scalars, so they can be changed later without a new graph
+            (``opt.learning_rate.set_value(...)``). A schedule is evaluated
+            once, here, at the current update count: only :meth:`iterate`
+            applies schedules before every update.
 
         Returns
         -------
@@ -850,15 +853,21 @@ class Optimizer:
         Parameters
         ----------
         dataset : Dataset or list of arrays
-            The data; a list of arrays is evaluated in order, in batches
-            of 32.
+            The data; a list of arrays is evaluated in batches of 32. All
+            of it is read once, in order: a Dataset of arrays is evaluated
+            over all its samples whatever its ``iteration_size``, and its
+            shuffling is left untouched (see :meth:`Dataset.in_order`). A
+            Dataset drawing from a callable gives ``iteration_size``
+            batches.
 
         Returns
         -------
         dict
             ``'loss'`` first, then each monitor: their means over the
-            dataset's batches, weighted by batch size.
+            batches, weighted by batch size.
         """
+        if isinstance(dataset, Dataset):
+            dataset = dataset.in_order()
         dataset = self._as_dataset(dataset, "evaluation", ordered=True)
         monitors, _ = self._run_batches(self._compiled_eval(), dataset)
         return monitors

@@ -254,3 +254,16 @@ def test_validation_arrays_are_not_shuffled(monkeypatch):
     opt.minimize(downhill.Dataset([X], batch_size=10, name="train"), valid=[X], max_updates=2,
                  validate_every=1, learning_rate=1e-9)
     assert calls == ["train", "train"]  # one shuffle per training pass, none for validation
+
+
+def test_evaluate_reads_a_whole_dataset_in_order_and_leaves_its_shuffling_alone():
+    x = pt.matrix("x")
+    w = pytensor.shared(np.ones(3), name="w")
+    opt = downhill.build("sgd", (x @ w).mean())
+    X = np.arange(300.0).reshape(100, 3)
+    data = downhill.Dataset([X], batch_size=10, iteration_size=2, rng=0)
+    before = data.state_dict()
+    result = opt.evaluate(data)
+    assert result["loss"] == pytest.approx((X @ np.ones(3)).mean(), rel=1e-12)  # all samples
+    after = data.state_dict()
+    assert after["rng"] == before["rng"] and after["position"] == before["position"]
