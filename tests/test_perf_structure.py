@@ -233,10 +233,14 @@ def test_shared_data_is_batched_inside_the_graph(rng):
         explicit = [i for i in twin.maker.inputs if not i.shared]
         assert len(explicit) == 1 and explicit[0].variable.type.ndim == 0
         assert explicit[0].variable.dtype == "int64"
-    # the graph reads the dataset's own (shuffled) buffer, not a copy of it
-    opt.evaluate(ds)  # the validation set was last; evaluate points back at ds
+    # the graph reads the dataset's own arrays, not copies: evaluation reads
+    # them in order, training the dataset's shuffled buffer
+    opt.evaluate(ds)  # the validation set was last; evaluate points back at ds's data
     buffers, size = opt._data_variables()
     assert size.get_value() == 8  # the validation batches had 5
+    for shared, array in zip(buffers, ds._arrays):
+        assert np.shares_memory(shared.get_value(borrow=True), array)
+    next(opt.iterate(ds, valid=ds, learning_rate=1e-3, validate_every=100))
     for shared, array in zip(buffers, ds._buffers):
         assert np.shares_memory(shared.get_value(borrow=True), array)
 
