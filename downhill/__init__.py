@@ -8,9 +8,10 @@ import logging
 
 from . import checkpoint, schedules
 from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
-from .base import ALGORITHMS, Optimizer, build, register
+from .base import Optimizer
 from .dataset import Dataset
 from .first_order import NAG, SGD
+from .registry import ALGORITHMS, build, register
 
 __version__ = "0.5.0"
 

@@ -5,7 +5,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import pullback, pushforward
 
-from .base import Optimizer, register
+from .base import Optimizer
+from .registry import register
 from .util import Hyper, as_float, halflife_to_decay
 
 __all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
@@ -453,7 +454,8 @@ class ESGD(Optimizer):
         values = super()._configure(given)
         # a run resumed from a state (load, or iterate(resume=True)) with the
         # seed it was saved with continues its draws
-        resuming = self.__dict__.get("_resume_pending") and values["seed"] == previous
+        run = self.__dict__.get("_run")
+        resuming = run is not None and run.resumed and values["seed"] == previous
         if "seed" in given and not resuming:
             for (index, suffix), var in self._state.items():
                 if suffix == "rng":

@@ -30,7 +30,8 @@ import time
 import click
 
 from . import __version__, problems
-from .base import ALGORITHMS, Optimizer
+from .base import Optimizer
+from .registry import ALGORITHMS
 from .checkpoint import CheckpointError
 from .util import log, unknown_name_error
 

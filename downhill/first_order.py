@@ -1,6 +1,7 @@
 """First-order stochastic gradient descent: SGD and NAG."""
 
-from .base import Optimizer, register
+from .base import Optimizer
+from .registry import register
 from .util import log
 
 __all__ = ["SGD", "NAG"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from .base import build
+from .registry import build
 from .dataset import Dataset
 
 __all__ = [
@@ -592,7 +592,7 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
         if on_iteration is not None:
             on_iteration(history)
     # the loop validates once more when it ends by max_updates or patience
-    last = opt._last_validation
+    last = opt._run.last_validation
     if last is not None and (not history.valid or dict(last) != history.valid[-1]):
         history.valid_iterations.append(len(history.iterations))
         history.valid.append(dict(last))

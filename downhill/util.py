@@ -1,6 +1,7 @@
 """Helpers shared by the optimizers: logging, dtype casting, state variables,
-graph walking and hyperparameter declarations."""
+graph walking, unique names and hyperparameter declarations."""
 
+import collections
 import difflib
 import logging
 import math
@@ -19,6 +20,7 @@ __all__ = [
     "find_inputs_and_params",
     "Hyper",
     "halflife_to_decay",
+    "unique_keys",
 ]
 
 #: The logger every part of the library writes to.
@@ -315,3 +317,20 @@ def unknown_name_error(name, known, what):
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return TypeError(
         f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")
+
+
+def unique_keys(names):
+    """Names made unique by appending ``#i`` (the position) to repeated ones.
+
+    Parameters
+    ----------
+    names : list of str
+        Names, possibly repeated.
+
+    Returns
+    -------
+    list of str
+        ``['w', 'w', 'b']`` gives ``['w#0', 'w#1', 'b']``.
+    """
+    counts = collections.Counter(names)
+    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]

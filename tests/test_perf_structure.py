@@ -64,7 +64,7 @@ def test_rmsprop_update_is_one_fused_inplace_loop_per_parameter(hypers):
     _, _, loss = regression()
     opt = downhill.build("rmsprop", loss)
     opt.get_updates(**hypers)
-    fn, _, _ = opt._compiled_step()
+    fn, _, _ = opt._functions.step()
     assert len(opt.params) == 3
     assert len(opt._state) == 3 * (3 if hypers else 2)
     assert update_problems(opt, fn) == []
@@ -76,7 +76,7 @@ def test_update_check_detects_unfused_or_copying_graphs(excluded):
     # variable gets its own loop, without in-place rewrites new arrays
     _, _, loss = regression()
     opt = downhill.build("rmsprop", loss, mode=get_default_mode().excluding(excluded))
-    problems = update_problems(opt, opt._compiled_step()[0])
+    problems = update_problems(opt, opt._functions.step()[0])
     assert problems
     expected = "loop" if excluded == "fusion" else "in place"
     assert all(expected in p for p in problems), problems
@@ -103,10 +103,10 @@ class Recorder:
 
 
 def record_step(opt):
-    opt._compiled_step()
-    (key, (fn, names, guarded)), = opt._functions.items()
+    opt._functions.step()
+    (key, (fn, names, guarded)), = opt._functions._steps.items()
     recorder = Recorder(fn)
-    opt._functions[key] = recorder, names, guarded
+    opt._functions._steps[key] = recorder, names, guarded
     return recorder
 
 
@@ -181,10 +181,10 @@ def test_iterate_mode_switches_and_caches_functions(rng):
         results.append(train["loss"])
     assert results[0] == pytest.approx(results[1], rel=1e-12)
     opt.minimize([X, Y], batch_size=4, learning_rate=0.01, max_updates=1)
-    assert [key[1] for key in opt._functions] == ["FAST_COMPILE"]  # kept, nothing new
+    assert [key[1] for key in opt._functions._steps] == ["FAST_COMPILE"]  # kept, nothing new
     opt.minimize([X, Y], batch_size=4, learning_rate=0.01, max_updates=1, mode="NUMBA")
-    assert [key[1] for key in opt._functions] == ["FAST_COMPILE", "NUMBA"]
-    assert list(opt._f_eval) == ["FAST_COMPILE", "NUMBA"]
+    assert [key[1] for key in opt._functions._steps] == ["FAST_COMPILE", "NUMBA"]
+    assert list(opt._functions._evals) == ["FAST_COMPILE", "NUMBA"]
 
 
 def test_unknown_mode_is_refused_at_the_call_and_changes_nothing():
@@ -227,7 +227,7 @@ def test_shared_data_is_batched_inside_the_graph(rng):
     for a, b in zip(p0, p1):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(shared_X.get_value(), X)  # the user's data is untouched
-    twins = [twin for _, twin in opt._twins.values()]
+    twins = [twin for _, twin in opt._functions._twins.values()]
     assert len(twins) == 2  # step and evaluation
     for twin in twins:
         explicit = [i for i in twin.maker.inputs if not i.shared]
@@ -236,7 +236,7 @@ def test_shared_data_is_batched_inside_the_graph(rng):
     # the graph reads the dataset's own arrays, not copies: evaluation reads
     # them in order, training the dataset's shuffled buffer
     opt.evaluate(ds)  # the validation set was last; evaluate points back at ds's data
-    buffers, size = opt._data_variables()
+    buffers, size = opt._functions.data_variables()
     assert size.get_value() == 8  # the validation batches had 5
     for shared, array in zip(buffers, ds._arrays):
         assert np.shares_memory(shared.get_value(borrow=True), array)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import downhill
 from downhill import cli, problems
-from downhill.base import ALGORITHMS
+from downhill.registry import ALGORITHMS
 
 
 @pytest.mark.parametrize("name", list(problems.PROBLEMS))

@@ -589,7 +589,7 @@ def test_default_raises_and_restores_best():
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         opt.minimize(data, valid=[X, y], learning_rate=0.05, validate_every=1)
     assert np.isfinite(w.get_value()).all()
-    np.testing.assert_array_equal(w.get_value(), opt._best_params[0])
+    np.testing.assert_array_equal(w.get_value(), opt._run.best_params[0])
 
 
 def test_stop_returns_normally_and_logs(caplog):

@@ -1,0 +1,311 @@
+"""Argument checks: the loss, parameters, inputs, updates, monitors, compile
+modes, hyperparameter names and counts given to an optimizer.
+
+Each check either returns the argument in the form the rest of the library
+uses or raises one ``ValueError`` that names the offending item and what
+would be accepted, so the optimizer's own code reads as its algorithm.
+"""
+
+import numbers
+
+import pytensor
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+
+from . import util
+
+__all__ = [
+    "check_loss",
+    "check_mode",
+    "check_monitors",
+    "check_updates",
+    "check_params",
+    "check_inputs",
+    "check_hypers",
+    "check_count",
+]
+
+
+def check_loss(loss):
+    """Check that the loss is a float scalar expression.
+
+    Parameters
+    ----------
+    loss : object
+        What the caller gave as the loss.
+
+    Returns
+    -------
+    pytensor Variable
+        The loss, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If it is not a PyTensor expression, not 0-d, or not of float dtype.
+    """
+    if not isinstance(loss, Variable):
+        raise ValueError(
+            f"loss must be a scalar PyTensor expression, got {type(loss).__name__}")
+    if loss.ndim != 0:
+        shape = tuple("?" if s is None else s for s in loss.type.shape)
+        raise ValueError(
+            f"loss must be a scalar expression, but it is {loss.ndim}-d with shape "
+            f"{shape}; reduce it, e.g. with .mean() or .sum()")
+    if not loss.dtype.startswith("float"):
+        raise ValueError(f"loss must have a float dtype, got {loss.dtype}")
+    return loss
+
+
+def check_mode(mode):
+    """Check that PyTensor knows a compile mode.
+
+    Parameters
+    ----------
+    mode : str, pytensor Mode or None
+        A compile mode (None: PyTensor's default).
+
+    Returns
+    -------
+    str, pytensor Mode or None
+        The mode, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If PyTensor does not know it.
+    """
+    if mode is not None:
+        try:
+            pytensor.compile.mode.get_mode(mode)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"unknown compile mode {mode!r}: {error}") from None
+    return mode
+
+
+def check_monitors(monitors):
+    """Check named monitor expressions.
+
+    Parameters
+    ----------
+    monitors : dict or sequence of (str, expression) pairs
+        The monitors the caller gave.
+
+    Returns
+    -------
+    names : list of str
+        ``'loss'`` first, then each monitor's name.
+    exprs : list of pytensor Variable
+        The monitors' expressions, in the same order (without the loss).
+
+    Raises
+    ------
+    ValueError
+        For an item that is not a (str, scalar expression) pair, or a name
+        used twice.
+    """
+    if isinstance(monitors, dict):
+        monitors = list(monitors.items())
+    names, exprs = ["loss"], []
+    for i, item in enumerate(monitors):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(
+                f"monitor {i} must be a (name, expression) pair, got {item!r}")
+        name, expr = item
+        if not isinstance(name, str) or not isinstance(expr, Variable):
+            raise ValueError(
+                f"monitor {i} must be a (str, PyTensor expression) pair, "
+                f"got ({type(name).__name__}, {type(expr).__name__})")
+        if name in names:
+            raise ValueError(f"monitor name {name!r} is used twice ('loss' is reserved)")
+        if expr.ndim != 0:
+            raise ValueError(
+                f"monitor {name!r} must be a scalar expression, but it is {expr.ndim}-d")
+        names.append(name)
+        exprs.append(expr)
+    return names, exprs
+
+
+def check_updates(updates):
+    """Check extra (shared variable, expression) updates.
+
+    Parameters
+    ----------
+    updates : dict or sequence of pairs
+        The updates the caller gave.
+
+    Returns
+    -------
+    list of tuple
+        The pairs.
+
+    Raises
+    ------
+    ValueError
+        For an item that is not a pair, or a variable updated twice.
+    """
+    if isinstance(updates, dict):
+        updates = list(updates.items())
+    pairs = []
+    for i, item in enumerate(updates):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2
+                and isinstance(item[0], SharedVariable)):
+            raise ValueError(
+                f"update {i} must be a (shared variable, expression) pair, got {item!r}")
+        for j, (var, _) in enumerate(pairs):
+            if var is item[0]:
+                raise ValueError(
+                    f"update {i} (of {var.name!r}) updates a variable that is also the "
+                    f"target of update {j}; a variable can have one update")
+        pairs.append(tuple(item))
+    return pairs
+
+
+def check_params(params, updates=()):
+    """Check the parameters to optimize.
+
+    Parameters
+    ----------
+    params : sequence of SharedVariable
+        The parameters.
+    updates : sequence of pairs, optional
+        The checked extra updates: a parameter may not be one's target.
+
+    Returns
+    -------
+    list of SharedVariable
+        The parameters.
+
+    Raises
+    ------
+    ValueError
+        If there are none, one is not a float shared variable, one is
+        given twice or is also the target of an update.
+    """
+    params = list(params)
+    if not params:
+        raise ValueError(
+            "no parameters to optimize: the loss depends on no shared variable of "
+            "float dtype; create them with pytensor.shared(...) or pass params=[...]")
+    for i, p in enumerate(params):
+        if not isinstance(p, SharedVariable) or not str(p.dtype).startswith("float"):
+            raise ValueError(
+                f"parameter {i} must be a float shared variable (pytensor.shared), "
+                f"got {p!r} of type {type(p).__name__}")
+        if any(q is p for q in params[:i]):
+            raise ValueError(f"parameter {i} ({p.name!r}) is given twice")
+        for j, (var, _) in enumerate(updates):
+            if var is p:
+                raise ValueError(
+                    f"parameter {i} ({p.name!r}) is also the target of update {j}; "
+                    "the optimizer updates its parameters itself")
+    return params
+
+
+def check_inputs(inputs, outputs):
+    """Check explicit inputs against the graphs that need them.
+
+    Parameters
+    ----------
+    inputs : sequence of pytensor Variable
+        The symbolic inputs, in the order data arrays will be given.
+    outputs : sequence of pytensor Variable
+        Every expression computed from them (loss, monitors, updates).
+
+    Returns
+    -------
+    list of pytensor Variable
+        The inputs.
+
+    Raises
+    ------
+    ValueError
+        For an input that is shared or constant, given twice, or unused, and
+        for a root of the graph that is not among the inputs.
+    """
+    inputs = list(inputs)
+    for i, v in enumerate(inputs):
+        if not isinstance(v, Variable) or isinstance(v, (SharedVariable, Constant)):
+            raise ValueError(
+                f"input {i} must be a symbolic variable such as pt.matrix('x'), "
+                f"not {type(v).__name__}")
+        if any(u is v for u in inputs[:i]):
+            raise ValueError(f"input {i} ({v.name!r}) is given twice")
+    # the graph's roots, given inputs counting as roots (they may be intermediate)
+    roots = util._roots(outputs, stop=inputs)
+    given = {id(v) for v in inputs}
+    for v in roots:
+        if id(v) not in given and not isinstance(v, (SharedVariable, Constant)):
+            raise ValueError(
+                f"the loss (or a monitor or update) needs the input {v.name!r}, which is "
+                f"not in inputs {[u.name for u in inputs]}")
+    used = {id(v) for v in roots}
+    for i, v in enumerate(inputs):
+        if id(v) not in used:
+            raise ValueError(
+                f"input {i} ({v.name!r}) is not used by the loss, the monitors or the "
+                "updates")
+    return inputs
+
+
+def check_hypers(declared, given, owner):
+    """Validate hyperparameter values against their declarations.
+
+    Parameters
+    ----------
+    declared : dict of str to Hyper
+        The algorithm's declarations.
+    given : dict
+        Names and values the caller gave.
+    owner : str
+        The algorithm's name, for messages.
+
+    Returns
+    -------
+    dict
+        The values converted to their declared kinds.
+
+    Raises
+    ------
+    TypeError
+        For an unknown name (suggesting the closest known one).
+    ValueError
+        For a value outside its allowed range.
+    """
+    checked = {}
+    for name, value in given.items():
+        if name not in declared:
+            raise util.unknown_name_error(name, declared, f"hyperparameter for {owner}")
+        checked[name] = declared[name].validate(value)
+    return checked
+
+
+def check_count(name, value, low=0, optional=False):
+    """Check an integer count such as ``max_updates`` or ``checkpoint_every``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        What the caller gave.
+    low : int, optional
+        The smallest allowed value.
+    optional : bool, optional
+        Whether None is allowed.
+
+    Returns
+    -------
+    int or None
+        The value as a Python int.
+
+    Raises
+    ------
+    ValueError
+        For a non-integer or a value below ``low``.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"invalid {name}: {value!r} (must be an integer >= {low})")
+    return int(value)
