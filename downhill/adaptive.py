@@ -6,8 +6,9 @@ import pytensor.tensor as pt
 from pytensor.gradient import pullback, pushforward
 
 from .base import Optimizer
+from .hyperparams import Hyper
 from .registry import register
-from .util import Hyper, as_float, halflife_to_decay
+from .util import as_float, halflife_to_decay
 
 __all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
 
@@ -440,14 +441,6 @@ class ESGD(Optimizer):
     def _generator(seed, index):
         return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
-    def _rng(self, index):
-        """The random generator variable of parameter ``index``, made on first use."""
-        key = (index, "rng")
-        if key not in self._state:
-            self._state[key] = pytensor.shared(
-                self._generator(self._values["seed"], index),
-                name=f"{self._names[index]}_rng")
-        return self._state[key]
 
     def _configure(self, given):
         previous = self._values["seed"] if hasattr(self, "_values") else None
@@ -463,8 +456,9 @@ class ESGD(Optimizer):
         return values
 
     def _step(self, param, grad):
-        index = next(i for i, p in enumerate(self._params) if p is param)
-        rng = self._rng(index)
+        index = self._variables.index(param)
+        rng = self._variables.generator(
+            param, lambda i: self._generator(self._values["seed"], i))
         rng_new, v = pt.random.normal(0, 1, size=param.shape, rng=rng, dtype=param.dtype,
                                       return_next_rng=True)
         raw = self._grads[index]

@@ -9,16 +9,15 @@ checkpoint methods delegate to :mod:`downhill.training` and
 :mod:`downhill.state`; compiled functions live in :mod:`downhill.compiled`.
 """
 
-import functools
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import compiled, training, util, validation
+from . import clipping, compiled, hyperparams, nonfinite, training, util, validation
 from . import state as checkpoint_state
 from .runstate import RunState
-from .util import Hyper, log
+from .util import log
+from .variables import StateVariables
 
 __all__ = ["Optimizer"]
 
@@ -66,12 +65,7 @@ class Optimizer:
         PyTensor compile mode of the step and evaluation functions, e.g.
         ``"NUMBA"``, ``"CVM"`` (the C backend) or ``"JAX"``; :meth:`iterate`
         can switch it later. Default: PyTensor's default, which in PyTensor 3
-        is Numba (``"FAST_RUN"`` is Numba too). Measured on a 2-core CPU
-        (``benchmarks/README.md``): Numba runs large updates 4-8x faster than
-        the C backend (one fused loop per parameter, at memory speed) and an
-        MLP 1.7x faster; the C backend costs the same per call on tiny
-        problems (3.3 vs 3.6 us) and starts a tiny model ~0.1 s sooner from a
-        warm cache. JAX suits accelerators.
+        is Numba; see the guide for measured differences.
     **hyperparameters
         Defaults for this optimizer's hyperparameters; each call of
         :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` starts
@@ -86,43 +80,10 @@ class Optimizer:
         If a hyperparameter name is unknown.
     """
 
-    #: Hyperparameters common to every algorithm. Subclasses add theirs in a
+    #: Hyperparameters common to every algorithm (see
+    #: :data:`downhill.hyperparams.COMMON`). Subclasses add theirs in a
     #: ``HYPERS`` tuple of their own; :meth:`hyperparameters` merges them.
-    HYPERS = (
-        Hyper("learning_rate", 1e-4, "step size multiplying each update",
-              low=0, low_open=True, shared="learning_rate", schedulable=True),
-        Hyper("momentum", 0.0, "velocity decay; 0 turns momentum off",
-              low=0, high=1, high_open=True, shared="momentum", switch=True,
-              schedulable=True),
-        Hyper("nesterov", False, "use Nesterov momentum (when momentum > 0)",
-              kind=bool, structural=True),
-        Hyper("weight_decay", 0.0,
-              "decoupled weight decay: p <- p - learning_rate * weight_decay * p; 0 = off",
-              low=0, shared="weight_decay", switch=True),
-        Hyper("max_gradient_global_norm", 0.0,
-              "rescale all gradients together to at most this joint L2 norm; 0 = off",
-              low=0, shared="max_gradient_global_norm", switch=True),
-        Hyper("max_gradient_norm", 0.0,
-              "rescale each parameter's gradient to at most this L2 norm; 0 = off",
-              low=0, shared="max_gradient_norm", switch=True),
-        Hyper("max_gradient_elem", 0.0,
-              "clip each gradient element to [-c, c]; 0 = off (wins over the norm)",
-              low=0, shared="max_gradient_elem", switch=True),
-        Hyper("patience", 5, "validations without improvement tolerated before stopping",
-              kind=int, low=0),
-        Hyper("validate_every", 10, "iterations between validations",
-              kind=int, low=1),
-        Hyper("min_improvement", 0.0,
-              "relative decrease of the validation loss that counts as progress",
-              low=0),
-        Hyper("on_nonfinite", "raise",
-              "what a NaN or infinite loss does: 'raise', 'stop' or 'skip' the step",
-              kind=str, choices=("raise", "stop", "skip"),
-              structural=lambda value: value == "skip"),
-        Hyper("max_skips", 10,
-              "with on_nonfinite='skip': non-finite steps in a row before giving up",
-              kind=int, low=1),
-    )
+    HYPERS = hyperparams.COMMON
 
     def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
                  monitor_gradients=False, mode=None, **hyperparameters):
@@ -131,25 +92,8 @@ class Optimizer:
         self._monitor_names, self._monitor_exprs = validation.check_monitors(monitors)
         self._user_updates = validation.check_updates(updates)
 
-        found_inputs, found_params = util.find_inputs_and_params(loss)
-        targets = {id(var) for var, _ in self._user_updates}
-        found_params = [p for p in found_params if id(p) not in targets]
-        self._params = validation.check_params(
-            found_params if params is None else params, self._user_updates)
-        if inputs is None:
-            extra, _ = util.find_inputs_and_params(
-                *self._monitor_exprs, *(expr for _, expr in self._user_updates))
-            known = {id(v) for v in found_inputs}
-            inputs = found_inputs + [v for v in extra if id(v) not in known]
-        self._inputs = validation.check_inputs(
-            inputs, [loss, *self._monitor_exprs, *(expr for _, expr in self._user_updates)])
-
-        used = {id(v) for v in util._roots([loss])}
-        for i, p in enumerate(self._params):
-            if id(p) not in used:
-                raise ValueError(
-                    f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
-                    "depend on it")
+        self._params, self._inputs = validation.check_graph(
+            loss, params, inputs, self._user_updates, self._monitor_exprs)
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
         self._dtype = str(np.result_type(*[p.dtype for p in self._params]))
@@ -163,27 +107,17 @@ class Optimizer:
         self._keys = util.unique_keys(self._names)
         self._monitor_gradients = bool(monitor_gradients)
         if monitor_gradients:
-            for key, grad in zip(self._keys, self._grads):
-                if f"grad({key})" in self._monitor_names:
-                    raise ValueError(
-                        f"monitor name 'grad({key})' is used twice (monitor_gradients "
-                        "makes it)")
-                self._monitor_names.append(f"grad({key})")
-                self._monitor_exprs.append((grad * grad).sum())
+            validation.add_gradient_monitors(
+                self._monitor_names, self._monitor_exprs, self._keys, self._grads)
 
         self._run = RunState(best_params=[p.get_value() for p in self._params])
-        self._defaults = {name: h.default for name, h in self.hyperparameters().items()}
-        self._defaults.update(self._check_hypers(hyperparameters))
-        self._shared = {
-            h.shared: pytensor.shared(np.asarray(0, dtype=self._dtype), name=h.shared)
-            for h in self.hyperparameters().values() if h.shared}
+        self._settings = hyperparams.Settings(
+            self.hyperparameters(), self._dtype, type(self).__name__, hyperparameters)
         self._configure({})
 
-        self._state = {}
-        self._initial = {}  # the value each state variable was made with
+        self._variables = StateVariables(self._params, self._names, self._keys)
         self._graphs = {}
         self._functions = compiled.Functions(self)
-        self._schedule_states = {}
 
     # ------------------------------------------------------------------
     # hyperparameters
@@ -198,70 +132,29 @@ class Optimizer:
             The common declarations first, then the algorithm's own; a
             subclass's declaration replaces an inherited one of the same name.
         """
-        merged = {}
-        for klass in reversed(cls.__mro__):
-            for h in klass.__dict__.get("HYPERS", ()):
-                merged[h.name] = h
-        return merged
+        return hyperparams.declarations(cls)
 
     def _check_hypers(self, given):
-        return validation.check_hypers(self.hyperparameters(), given, type(self).__name__)
+        return self._settings.check(given)
 
     def _configure(self, given):
-        """Validate hyperparameters, store them and write the shared scalars."""
-        values = dict(self._defaults)
-        values.update(self._check_hypers(given))
-        declared = self.hyperparameters()
-        schedules = {name: value for name, value in values.items()
-                     if declared[name].schedulable and callable(value)}
-        numbers = {name: self._scheduled_value(declared[name], f)
-                   for name, f in schedules.items()}
-        for h in declared.values():
-            if h.shared:
-                self._shared[h.shared].set_value(
-                    np.asarray(h.shared_value(numbers.get(h.name, values[h.name])),
-                               dtype=self._dtype))
-        self._values = values
-        self._schedules = schedules
-        return values
+        """Validate hyperparameters, store them and write the shared scalars.
 
-    def _scheduled_value(self, hyper, schedule):
-        """Evaluate a schedule at the current update count and check the result."""
-        try:
-            value = schedule(self._run.updates)
-        except Exception as error:
-            raise ValueError(
-                f"the schedule given for {hyper.name} failed at update "
-                f"{self._run.updates}: {error!r}") from error
-        try:
-            value = float(value)
-            if value == hyper.low and hyper.low_open:
-                return value  # e.g. a learning rate warming up from 0
-            return hyper.validate(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"the schedule given for {hyper.name} returned {value!r} at update "
-                f"{self._run.updates} (must be {hyper._number_range()})") from None
+        A hook: an algorithm whose hyperparameters constrain each other
+        checks them here before calling this.
+        """
+        return self._settings.configure(given, self._run.updates)
 
-    def _apply_schedules(self):
-        """Write every schedule's current value into its shared scalar."""
-        declared = self.hyperparameters()
-        for name, schedule in self._schedules.items():
-            h = declared[name]
-            value = self._scheduled_value(h, schedule)
-            self._shared[h.shared].set_value(
-                np.asarray(h.shared_value(value), dtype=self._dtype))
-
-    def _restore_schedule_states(self):
-        """Give schedules the state a loaded checkpoint saved for them."""
-        for name, schedule in self._schedules.items():
-            saved = self._schedule_states.pop(name, None)
-            if saved is not None and hasattr(schedule, "load_state_dict"):
-                schedule.load_state_dict(saved)
-                self._apply_schedules()
+    # the values in force, their defaults, shared scalars and schedules
+    _values = property(lambda self: self._settings.values,
+                       lambda self, values: setattr(self._settings, "values", values))
+    _defaults = property(lambda self: self._settings.defaults)
+    _shared = property(lambda self: self._settings.shared)
+    _schedules = property(lambda self: self._settings.schedules)
 
     def __getattr__(self, name):
-        shared = self.__dict__.get("_shared", {})
+        settings = self.__dict__.get("_settings")
+        shared = settings.shared if settings is not None else {}
         if name in shared:
             return shared[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -272,79 +165,35 @@ class Optimizer:
 
     def _structure(self):
         """The hyperparameter choices that change the shape of the graph."""
-        key = []
-        for h in self.hyperparameters().values():
-            part = h.structure(self._values[h.name])
-            if part is not None:
-                key.append((h.name, part))
-        return tuple(key)
+        return self._settings.structure()
 
     # ------------------------------------------------------------------
     # graphs
 
     def _state_like(self, param, suffix, value=0):
-        """The state variable ``suffix`` of ``param``, made on first use.
-
-        State lives as long as the optimizer, so averages and velocities
-        carry over from one :meth:`iterate` call to the next.
-        """
-        index = next(i for i, p in enumerate(self._params) if p is param)
-        key = (index, suffix)
-        if key not in self._state:
-            self._state[key] = util.shared_like(param, suffix, self._names[index], value)
-            self._initial[key] = value
-        return self._state[key]
+        """The state variable ``suffix`` of ``param``, made on first use
+        (see :meth:`downhill.variables.StateVariables.like`)."""
+        return self._variables.like(param, suffix, value)
 
     def _global_state(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.
 
-        For state shared by all parameters, such as Adam's step counter. It
-        is kept with the per-parameter state (under the key
-        ``(None, suffix)``), so it appears in :attr:`state_variables`.
-        Its update belongs in :meth:`_global_updates`, so that it is applied
+        For state shared by all parameters, such as Adam's step counter; its
+        update belongs in :meth:`_global_updates`, so that it is applied
         once per step however many parameters there are.
         """
-        key = (None, suffix)
-        if key not in self._state:
-            self._state[key] = pytensor.shared(np.asarray(value, dtype=dtype), name=suffix)
-            self._initial[key] = value
-        return self._state[key]
+        return self._variables.scalar(suffix, value, dtype)
+
+    _state = property(lambda self: self._variables.variables)
 
     @property
     def state_variables(self):
         """The optimizer's state variables made so far, in creation order."""
         return list(self._state.values())
 
-    def _clip(self, grad):
-        """Apply the configured per-parameter clipping to one gradient."""
-        if self._values["max_gradient_elem"] > 0:
-            limit = self._hyper("max_gradient_elem", grad)
-            return pt.clip(grad, -limit, limit)
-        if self._values["max_gradient_norm"] > 0:
-            limit = self._hyper("max_gradient_norm", grad)
-            norm = pt.sqrt((grad * grad).sum())
-            return grad * pt.minimum(util.as_float(1, grad.dtype), limit / norm)
-        return grad
-
     def _clipping(self):
         """Whether any gradient clipping is configured."""
-        return any(self._values[name] > 0 for name in (
-            "max_gradient_global_norm", "max_gradient_norm", "max_gradient_elem"))
-
-    def _clipped_grads(self):
-        """The gradients after global, per-parameter and elementwise clipping.
-
-        The global limit rescales all gradients together first; the
-        per-parameter limits then apply to the result.
-        """
-        grads = list(self._grads)
-        if self._values["max_gradient_global_norm"] > 0:
-            dtype = self._dtype
-            total = pt.sqrt(pt.add(*[util.as_float((g * g).sum(), dtype) for g in grads]))
-            limit = util.as_float(self._shared["max_gradient_global_norm"], dtype)
-            scale = pt.minimum(util.as_float(1, dtype), limit / total)
-            grads = [g * util.as_float(scale, g.dtype) for g in grads]
-        return [self._clip(g) for g in grads]
+        return clipping.clipping_on(self._values)
 
     def _step(self, param, grad):
         r"""Compute one parameter's step; the hook each algorithm implements.
@@ -386,7 +235,7 @@ class Optimizer:
         momentum = self._values["momentum"] != 0
         nesterov = momentum and self._values["nesterov"]
         decay = self._values["weight_decay"] != 0
-        clipped = self._clipped_grads()
+        clipped = clipping.clip_gradients(self._grads, self._values, self._shared, self._dtype)
         for param, grad in zip(self._params, clipped):
             delta, state = self._step(param, grad)
             updates.extend(state)
@@ -403,21 +252,12 @@ class Optimizer:
                              * self._hyper("weight_decay", param) * param)
             updates.append((param, new))
         if self._values["on_nonfinite"] == "skip":
-            updates = self._guard(updates)
+            updates = nonfinite.guard(updates, self._finite_check())
         return updates, clipped
 
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
-        checks = [pt.isfinite(self._loss)]
-        # every element, not the sum: finite elements can sum to inf
-        checks.extend(pt.all(pt.isfinite(g)) for g in self._grads)
-        return functools.reduce(pt.and_, checks)
-
-    def _guard(self, updates):
-        """Keep every variable's old value when the step is not finite."""
-        ok = self._finite_check()
-        return [(var, pt.switch(ok, new, var) if isinstance(var.type, pt.TensorType) else new)
-                for var, new in updates]
+        return nonfinite.finite_check(self._loss, self._grads)
 
     def _graph(self):
         """The update pairs and clipped gradients of the current structure, built once."""
@@ -429,16 +269,9 @@ class Optimizer:
     def _updates(self):
         return self._graph()[0]
 
-    def _state_key(self, key):
-        """The name of a state variable in checkpoints: ``w_g2_ewma``, ``t``."""
-        index, suffix = key
-        return suffix if index is None else f"{self._keys[index]}_{suffix}"
-
     def _used_state(self):
         """Names and variables of the state used by the current structure's graph."""
-        used = {id(var) for var, _ in self._updates()}
-        return {self._state_key(key): var for key, var in self._state.items()
-                if id(var) in used}
+        return self._variables.used(self._updates())
 
     def get_updates(self, **hyperparameters):
         """Update expressions for one optimization step.
@@ -486,26 +319,7 @@ class Optimizer:
         ValueError
             If the number of arrays or an array's shape does not match.
         """
-        if targets is None or (isinstance(targets, str) and targets == "best"):
-            targets = self._run.best_params
-        elif isinstance(targets, str):
-            raise ValueError(f"set_params takes a list of arrays or 'best', got {targets!r}")
-        targets = list(targets)
-        if len(targets) != len(self._params):
-            raise ValueError(
-                f"set_params got {len(targets)} arrays for {len(self._params)} parameters")
-        arrays = []
-        for name, param, target in zip(self._names, self._params, targets):
-            current = param.get_value(borrow=True)
-            target = np.asarray(target)
-            if target.shape != current.shape:
-                raise ValueError(
-                    f"parameter {name!r} has shape {current.shape}, got an array of "
-                    f"shape {target.shape}")
-            arrays.append(target.astype(current.dtype, copy=True))
-        for param, array in zip(self._params, arrays):
-            param.set_value(array, borrow=True)
-        self._run.fresh_validation = False
+        checkpoint_state.set_params(self, targets)
 
     @property
     def params(self):
@@ -551,15 +365,10 @@ class Optimizer:
         iteration and every ``validate_every`` iterations; training stops
         when the validation loss has not improved by more than the relative
         ``min_improvement`` for more than ``patience`` validations, after
-        ``max_updates`` iterations, or on Ctrl-C. However the loop ends
-        (also when the caller stops iterating or an exception is raised), the
-        parameters with the best validation loss are restored.
-
-        The step function is compiled once per structure (which features
-        are on) and kept; optimizer state (averages, velocities) carries
-        over to the next call, which continues training. Numeric
-        hyperparameters live in shared scalars, so a call with a new
-        learning rate compiles nothing.
+        ``max_updates`` iterations, or on Ctrl-C. However the loop ends, the
+        parameters with the best validation loss are restored. State
+        (averages, velocities) carries over to the next call, which
+        continues training and compiles nothing new for new numbers.
 
         Parameters
         ----------
@@ -664,15 +473,12 @@ class Optimizer:
         return checkpoint_state.state_dict(self, datasets)
 
     def load_state_dict(self, state, datasets=None):
-        """Restore a state made by :meth:`state_dict`.
+        """Restore a state made by :meth:`state_dict`, checked first.
 
-        Everything is checked before anything changes, so a state that does
-        not fit leaves the optimizer as it was. State variables the saved
-        run did not use (e.g. a velocity, saved without momentum) are reset
-        to their initial values. The next :meth:`iterate`
-        call continues where the saved run stopped (its early-stopping
-        state and validation schedule included); the saved hyperparameters
-        become this optimizer's defaults.
+        A state that does not fit leaves the optimizer as it was; the next
+        :meth:`iterate` continues where the saved run stopped, and the saved
+        hyperparameters become this optimizer's defaults (details:
+        :func:`downhill.state.load_state_dict`).
 
         Parameters
         ----------
@@ -691,11 +497,8 @@ class Optimizer:
         checkpoint_state.load_state_dict(self, state, datasets)
 
     def save(self, path, datasets=None):
-        """Write :meth:`state_dict` to a ``.npz`` file, atomically.
-
-        The file is written next to ``path`` under a temporary name, flushed
-        to disk and renamed, so a crash never leaves a half-written
-        checkpoint in its place.
+        """Write :meth:`state_dict` to a ``.npz`` file, atomically (a crash never
+        leaves a half-written checkpoint in its place).
 
         Parameters
         ----------

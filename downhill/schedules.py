@@ -28,7 +28,7 @@ schedule                      value after :math:`n` updates
 import math
 import numbers
 
-from .util import Hyper
+from .hyperparams import Hyper
 
 __all__ = [
     "Schedule", "StepDecay", "ExponentialDecay", "CosineWithWarmup", "ReduceOnPlateau",
@@ -36,7 +36,7 @@ __all__ = [
 
 
 def _check(owner, name, value, **limits):
-    """Validate one constructor argument with a :class:`~downhill.util.Hyper`.
+    """Validate one constructor argument with a :class:`~downhill.hyperparams.Hyper`.
 
     The message names the schedule, the argument, the value and the allowed
     range, e.g. ``StepDecay: invalid factor: 2 (must be 0 < x <= 1)``.

@@ -16,7 +16,45 @@ from . import checkpoint
 from .runstate import RunState
 from .util import log
 
-__all__ = ["state_dict", "load_state_dict", "save", "load"]
+__all__ = ["set_params", "state_dict", "load_state_dict", "save", "load"]
+
+
+def set_params(opt, targets=None):
+    """Set the parameters' values; see :meth:`downhill.Optimizer.set_params`.
+
+    Parameters
+    ----------
+    opt : Optimizer
+        The optimizer.
+    targets : list of arrays, ``'best'`` or None
+        New values, one array per parameter; ``'best'`` or None: the best
+        validated ones.
+
+    Raises
+    ------
+    ValueError
+        If the number of arrays or an array's shape does not match.
+    """
+    if targets is None or (isinstance(targets, str) and targets == "best"):
+        targets = opt._run.best_params
+    elif isinstance(targets, str):
+        raise ValueError(f"set_params takes a list of arrays or 'best', got {targets!r}")
+    targets = list(targets)
+    if len(targets) != len(opt._params):
+        raise ValueError(
+            f"set_params got {len(targets)} arrays for {len(opt._params)} parameters")
+    arrays = []
+    for name, param, target in zip(opt._names, opt._params, targets):
+        current = param.get_value(borrow=True)
+        target = np.asarray(target)
+        if target.shape != current.shape:
+            raise ValueError(
+                f"parameter {name!r} has shape {current.shape}, got an array of "
+                f"shape {target.shape}")
+        arrays.append(target.astype(current.dtype, copy=True))
+    for param, array in zip(opt._params, arrays):
+        param.set_value(array, borrow=True)
+    opt._run.fresh_validation = False
 
 
 def _value_state(value):
@@ -44,7 +82,7 @@ def state_dict(opt, datasets=None):
     hypers = {}
     for name, value in opt._values.items():
         if callable(value):
-            value = opt._scheduled_value(declared[name], value)
+            value = opt._settings.scheduled_value(declared[name], value, opt._run.updates)
         hypers[name] = value
     schedules = {name: f.state_dict() for name, f in opt._schedules.items()
                  if hasattr(f, "state_dict")}
@@ -100,6 +138,13 @@ def _generator(saved):
 
 def load_state_dict(opt, state, datasets=None):
     """Check a state made by :func:`state_dict`, then restore it.
+
+    Everything is checked before anything changes, so a state that does not
+    fit leaves the optimizer as it was. State variables the saved run did
+    not use (e.g. a velocity, saved without momentum) are reset to their
+    initial values. The next ``iterate()`` continues where the saved run
+    stopped (its early-stopping state and validation schedule included);
+    the saved hyperparameters become the optimizer's defaults.
 
     Parameters
     ----------
@@ -174,17 +219,18 @@ def load_state_dict(opt, state, datasets=None):
         var.set_value(_generator(value) if isinstance(value, dict)
                       else np.array(value, copy=True))
     # state the saved run did not use starts afresh, as in a new optimizer
-    for key, var in opt._state.items():
-        if opt._state_key(key) not in targets and key in opt._initial:
-            var.set_value(np.full_like(var.get_value(borrow=True), opt._initial[key]))
+    opt._variables.reset_unused(targets)
     opt._run = run
     opt._defaults.update(hypers)
     opt._configure({})
-    opt._schedule_states = dict(schedules)
+    opt._settings.schedule_states = dict(schedules)
 
 
 def save(opt, path, datasets=None):
     """Write :func:`state_dict` to a checkpoint file, atomically.
+
+    The file is written next to ``path`` under a temporary name, flushed to
+    disk and renamed (see :func:`downhill.checkpoint.write`).
 
     Parameters
     ----------

@@ -129,7 +129,7 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=
     total = 0
     for batch, weight in batches:
         if schedules:
-            opt._apply_schedules()
+            opt._settings.apply_schedules(run.updates)
         values = fn(*batch)
         if train:
             run.updates += 1
@@ -227,7 +227,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     settings = opt._configure(hyperparameters)
     if mode is not None:
         opt._mode = mode
-    opt._restore_schedule_states()
+    opt._settings.restore_schedule_states(opt._run.updates)
     log.info("%s: %s", type(opt).__name__,
              " ".join(f"{k}={v}" for k, v in settings.items()))
     return _loop(opt, train, valid, max_updates, settings, checkpoint,

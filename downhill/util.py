@@ -1,5 +1,5 @@
 """Helpers shared by the optimizers: logging, dtype casting, state variables,
-graph walking, unique names and hyperparameter declarations."""
+graph walking, unique names and close-match suggestions."""
 
 import collections
 import difflib
@@ -18,7 +18,6 @@ __all__ = [
     "as_float",
     "shared_like",
     "find_inputs_and_params",
-    "Hyper",
     "halflife_to_decay",
     "unique_keys",
 ]
@@ -139,176 +138,6 @@ def halflife_to_decay(halflife):
         :math:`\gamma = e^{-\ln 2 / h}`.
     """
     return math.exp(-math.log(2) / halflife)
-
-
-class Hyper:
-    """Declaration of one hyperparameter: name, default, type and range.
-
-    One declaration drives validation, the documentation table, the command
-    line and the ``downhill algorithms`` listing.
-
-    Parameters
-    ----------
-    name : str
-        Keyword name, e.g. ``"learning_rate"``.
-    default : object
-        Value used when the caller gives none.
-    doc : str
-        One line saying what it does.
-    kind : type, optional
-        ``float`` (default), ``int``, ``bool`` or ``str``.
-    low, high : float, optional
-        Bounds of the allowed range; ``None`` for unbounded.
-    low_open, high_open : bool, optional
-        Whether the bound itself is excluded.
-    choices : tuple of str, optional
-        For ``kind=str``: the allowed values.
-    shared : str, optional
-        The optimizer attribute holding the value in a shared scalar, e.g.
-        ``"learning_rate"``, or ``"ewma"`` for ``rms_halflife``.
-    transform : callable, optional
-        Maps the value to what the shared scalar holds (e.g. a half-life to
-        a decay rate).
-    switch : bool, optional
-        For numeric hyperparameters whose value 0 turns a feature off
-        (momentum, clipping): whether it is non-zero is part of the graph's
-        structure, so changing 0 to non-zero compiles a new step function.
-    structural : bool or callable, optional
-        The value itself is part of the graph's structure (``nesterov``,
-        ``hv_method``); a callable maps the value to the part that is (e.g.
-        ``on_nonfinite``, where only ``'skip'`` changes the graph).
-    schedulable : bool, optional
-        The value may also be a callable ``f(update_count) -> float`` (a
-        schedule, see :mod:`downhill.schedules`), evaluated before every
-        update; each value it returns is validated like a number.
-    """
-
-    def __init__(self, name, default, doc, kind=float, low=None, high=None,
-                 low_open=False, high_open=False, choices=(), shared=None,
-                 transform=None, switch=False, structural=False, schedulable=False):
-        self.name = name
-        self.default = default
-        self.doc = doc
-        self.kind = kind
-        self.low = low
-        self.high = high
-        self.low_open = low_open
-        self.high_open = high_open
-        self.choices = tuple(choices)
-        self.shared = shared
-        self.transform = transform
-        self.switch = switch
-        self.structural = structural
-        self.schedulable = schedulable
-
-    def __repr__(self):
-        return f"Hyper({self.name!r}, default={self.default!r}, range={self.range_text()!r})"
-
-    def range_text(self):
-        """Describe the allowed values, e.g. ``'0 <= x < 1'`` or ``'> 0'``."""
-        if self.kind is bool:
-            return "True or False"
-        if self.kind is str:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        text = self._number_range()
-        return text + " or a schedule" if self.schedulable else text
-
-    def _number_range(self):
-        low, high = self.low, self.high
-        lo_op = "<" if self.low_open else "<="
-        hi_op = "<" if self.high_open else "<="
-        kind = "integer" if self.kind is int else "x"
-        if low is not None and high is not None:
-            return f"{low:g} {lo_op} {kind} {hi_op} {high:g}"
-        if low is not None:
-            return f"{kind} {'>' if self.low_open else '>='} {low:g}"
-        if high is not None:
-            return f"{kind} {hi_op} {high:g}"
-        return "any " + ("integer" if self.kind is int else "number")
-
-    def validate(self, value):
-        """Check a value against this declaration.
-
-        Parameters
-        ----------
-        value : object
-            The value the caller gave.
-
-        Returns
-        -------
-        object
-            The value converted to the declared kind.
-
-        Raises
-        ------
-        ValueError
-            If the value has the wrong type or lies outside the range; the
-            message names the hyperparameter, the value and what is allowed.
-        """
-        bad = f"invalid {self.name}: {value!r} (must be {self.range_text()})"
-        if self.schedulable and callable(value):
-            return value
-        if self.kind is bool:
-            if isinstance(value, (bool, np.bool_)):
-                return bool(value)
-            raise ValueError(bad)
-        if self.kind is str:
-            if isinstance(value, str) and value.lower() in self.choices:
-                return value.lower()
-            raise ValueError(bad)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ValueError(bad)
-        if self.kind is int:
-            if not math.isfinite(value) or int(value) != value:
-                raise ValueError(bad)
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                raise ValueError(bad)
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise ValueError(bad)
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            raise ValueError(bad)
-        return value
-
-    def shared_value(self, value):
-        """The number stored in this hyperparameter's shared scalar.
-
-        Parameters
-        ----------
-        value : float
-            A validated value.
-
-        Returns
-        -------
-        float
-            ``transform(value)`` if a transform is declared, else ``value``.
-        """
-        return self.transform(value) if self.transform else value
-
-    def structure(self, value):
-        """The part of a value that decides the graph's shape.
-
-        Parameters
-        ----------
-        value : object
-            A validated value.
-
-        Returns
-        -------
-        object or None
-            The value itself (structural), whether it is non-zero or a
-            schedule (switch), the declared function's result, or None when
-            the value does not change the graph.
-        """
-        if callable(self.structural):
-            return self.structural(value)
-        if self.structural:
-            return value
-        if self.switch:
-            return callable(value) or value != 0
-        return None
 
 
 def unknown_name_error(name, known, what):

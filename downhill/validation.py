@@ -21,6 +21,8 @@ __all__ = [
     "check_updates",
     "check_params",
     "check_inputs",
+    "check_graph",
+    "add_gradient_monitors",
     "check_hypers",
     "check_count",
 ]
@@ -246,6 +248,80 @@ def check_inputs(inputs, outputs):
                 f"input {i} ({v.name!r}) is not used by the loss, the monitors or the "
                 "updates")
     return inputs
+
+
+def check_graph(loss, params, inputs, updates, monitors):
+    """Find or check the parameters and inputs of a loss.
+
+    Parameters
+    ----------
+    loss : pytensor Variable
+        The checked loss.
+    params : sequence of SharedVariable or None
+        The parameters; None finds every float shared variable the loss
+        depends on (except targets of ``updates``).
+    inputs : sequence of pytensor Variable or None
+        The inputs; None finds every root of the loss, then of the monitors
+        and updates, that is neither shared nor constant, in order of first
+        appearance in a left-to-right depth-first walk.
+    updates : list of pairs
+        The checked extra updates.
+    monitors : list of pytensor Variable
+        The checked monitor expressions.
+
+    Returns
+    -------
+    params : list of SharedVariable
+    inputs : list of pytensor Variable
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_params` and :func:`check_inputs`, and for a
+        parameter the loss does not depend on.
+    """
+    found_inputs, found_params = util.find_inputs_and_params(loss)
+    targets = {id(var) for var, _ in updates}
+    found_params = [p for p in found_params if id(p) not in targets]
+    params = check_params(found_params if params is None else params, updates)
+    others = [*monitors, *(expr for _, expr in updates)]
+    if inputs is None:
+        extra, _ = util.find_inputs_and_params(*others)
+        known = {id(v) for v in found_inputs}
+        inputs = found_inputs + [v for v in extra if id(v) not in known]
+    inputs = check_inputs(inputs, [loss, *others])
+    used = {id(v) for v in util._roots([loss])}
+    for i, p in enumerate(params):
+        if id(p) not in used:
+            raise ValueError(
+                f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
+                "depend on it")
+    return params, inputs
+
+
+def add_gradient_monitors(names, exprs, keys, grads):
+    """Add a monitor ``grad(KEY)``, the squared norm of its gradient, per parameter.
+
+    Parameters
+    ----------
+    names, exprs : list
+        The checked monitors' names and expressions, extended in place.
+    keys : list of str
+        The parameters' unique names.
+    grads : list of pytensor Variable
+        Their gradients.
+
+    Raises
+    ------
+    ValueError
+        If a user monitor already has one of these names.
+    """
+    for key, grad in zip(keys, grads):
+        if f"grad({key})" in names:
+            raise ValueError(
+                f"monitor name 'grad({key})' is used twice (monitor_gradients makes it)")
+        names.append(f"grad({key})")
+        exprs.append((grad * grad).sum())
 
 
 def check_hypers(declared, given, owner):

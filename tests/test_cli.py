@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import downhill
 from downhill import cli, problems
-from downhill.util import Hyper
+from downhill.hyperparams import Hyper
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

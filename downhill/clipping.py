@@ -1,0 +1,75 @@
+"""Gradient clipping: a global norm limit over all gradients, then
+per-parameter norm or element limits.
+
+The limits live in the optimizer's shared scalars, so a new limit needs no
+new graph; whether each limit is on (non-zero) is part of the graph's
+structure.
+"""
+
+import pytensor.tensor as pt
+
+from .util import as_float
+
+__all__ = ["LIMITS", "clipping_on", "clip_gradients"]
+
+#: The hyperparameters that clip gradients; 0 turns each off.
+LIMITS = ("max_gradient_global_norm", "max_gradient_norm", "max_gradient_elem")
+
+
+def clipping_on(values):
+    """Whether any gradient clipping is configured.
+
+    Parameters
+    ----------
+    values : dict
+        The hyperparameter values in force.
+
+    Returns
+    -------
+    bool
+    """
+    return any(values[name] > 0 for name in LIMITS)
+
+
+def _clip_one(grad, values, shared):
+    """Apply the per-parameter clipping to one gradient."""
+    if values["max_gradient_elem"] > 0:
+        limit = as_float(shared["max_gradient_elem"], grad.dtype)
+        return pt.clip(grad, -limit, limit)
+    if values["max_gradient_norm"] > 0:
+        limit = as_float(shared["max_gradient_norm"], grad.dtype)
+        norm = pt.sqrt((grad * grad).sum())
+        return grad * pt.minimum(as_float(1, grad.dtype), limit / norm)
+    return grad
+
+
+def clip_gradients(grads, values, shared, dtype):
+    """The gradients after global, per-parameter and elementwise clipping.
+
+    The global limit rescales all gradients together first; the
+    per-parameter limits then apply to the result (an element limit wins
+    over a norm limit).
+
+    Parameters
+    ----------
+    grads : list of pytensor Variable
+        One gradient per parameter.
+    values : dict
+        The hyperparameter values in force (which limits are on).
+    shared : dict of str to SharedVariable
+        The optimizer's shared scalars (the limits).
+    dtype : str
+        The dtype in which the global norm is computed.
+
+    Returns
+    -------
+    list of pytensor Variable
+        The clipped gradients, each of its gradient's dtype.
+    """
+    grads = list(grads)
+    if values["max_gradient_global_norm"] > 0:
+        total = pt.sqrt(pt.add(*[as_float((g * g).sum(), dtype) for g in grads]))
+        limit = as_float(shared["max_gradient_global_norm"], dtype)
+        scale = pt.minimum(as_float(1, dtype), limit / total)
+        grads = [g * as_float(scale, g.dtype) for g in grads]
+    return [_clip_one(g, values, shared) for g in grads]

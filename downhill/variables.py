@@ -1,0 +1,162 @@
+"""State variables: the averages, velocities, counters and generators an
+algorithm keeps between steps.
+
+Each is a PyTensor shared variable made on first use by one helper, named
+after its parameter (``w_g2_ewma``) and kept in creation order, so that it
+can be listed, saved, restored and reset. State lives as long as the
+optimizer: averages and velocities carry over from one ``iterate()`` call
+to the next.
+"""
+
+import numpy as np
+import pytensor
+
+from .util import shared_like
+
+__all__ = ["StateVariables"]
+
+
+class StateVariables:
+    """The state variables of one optimizer, by ``(parameter index, suffix)``.
+
+    Optimizer-wide state (Adam's step counter) has the index None.
+
+    Parameters
+    ----------
+    params : list of SharedVariable
+        The optimizer's parameters.
+    names : list of str
+        Their names (for the variables' names).
+    keys : list of str
+        Their unique names (for checkpoints).
+    """
+
+    def __init__(self, params, names, keys):
+        self._params = params
+        self._names = names
+        self._keys = keys
+        self.variables = {}  # (index, suffix) -> SharedVariable, in creation order
+        self.initial = {}    # (index, suffix) -> the value it was made with
+
+    def index(self, param):
+        """The position of ``param`` among the parameters.
+
+        Parameters
+        ----------
+        param : SharedVariable
+            One of the parameters.
+
+        Returns
+        -------
+        int
+        """
+        return next(i for i, p in enumerate(self._params) if p is param)
+
+    def like(self, param, suffix, value=0):
+        """The state variable ``suffix`` of ``param``, shaped like it, made on first use.
+
+        Parameters
+        ----------
+        param : SharedVariable
+            One of the parameters.
+        suffix : str
+            The variable's name after the parameter's, e.g. ``"g2_ewma"``.
+        value : float, optional
+            Initial value of every element.
+
+        Returns
+        -------
+        SharedVariable
+        """
+        index = self.index(param)
+        key = (index, suffix)
+        if key not in self.variables:
+            self.variables[key] = shared_like(param, suffix, self._names[index], value)
+            self.initial[key] = value
+        return self.variables[key]
+
+    def scalar(self, suffix, value=0, dtype="int64"):
+        """The optimizer-wide state scalar ``suffix``, made on first use.
+
+        Parameters
+        ----------
+        suffix : str
+            Its name, e.g. ``"t"``.
+        value : number, optional
+            Its initial value.
+        dtype : str, optional
+            Its dtype.
+
+        Returns
+        -------
+        SharedVariable
+        """
+        key = (None, suffix)
+        if key not in self.variables:
+            self.variables[key] = pytensor.shared(np.asarray(value, dtype=dtype), name=suffix)
+            self.initial[key] = value
+        return self.variables[key]
+
+    def generator(self, param, make):
+        """The random generator variable of ``param``, made on first use.
+
+        Parameters
+        ----------
+        param : SharedVariable
+            One of the parameters.
+        make : callable
+            ``make(index)`` returns a new ``numpy.random.Generator``.
+
+        Returns
+        -------
+        SharedVariable
+            Named ``NAME_rng``; it is not reset to an initial value.
+        """
+        index = self.index(param)
+        key = (index, "rng")
+        if key not in self.variables:
+            self.variables[key] = pytensor.shared(make(index), name=f"{self._names[index]}_rng")
+        return self.variables[key]
+
+    def name(self, key):
+        """The name of a state variable in checkpoints: ``w_g2_ewma``, ``t``.
+
+        Parameters
+        ----------
+        key : tuple
+            ``(index, suffix)``.
+
+        Returns
+        -------
+        str
+        """
+        index, suffix = key
+        return suffix if index is None else f"{self._keys[index]}_{suffix}"
+
+    def used(self, updates):
+        """Names and variables of the state that ``updates`` update.
+
+        Parameters
+        ----------
+        updates : list of (SharedVariable, expression)
+            An update graph.
+
+        Returns
+        -------
+        dict of str to SharedVariable
+        """
+        targets = {id(var) for var, _ in updates}
+        return {self.name(key): var for key, var in self.variables.items()
+                if id(var) in targets}
+
+    def reset_unused(self, names):
+        """Reset every variable not named in ``names`` to its initial value.
+
+        Parameters
+        ----------
+        names : collection of str
+            Names (see :meth:`name`) of the variables to keep.
+        """
+        for key, var in self.variables.items():
+            if self.name(key) not in names and key in self.initial:
+                var.set_value(np.full_like(var.get_value(borrow=True), self.initial[key]))
