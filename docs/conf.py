@@ -4,7 +4,8 @@ Build with ``sphinx-build -W -b html docs docs/_build/html``. Before the
 build, this file writes one reference page per registered algorithm (from
 the class docstring and its hyperparameter declarations) and runs the
 examples to draw the figures the examples page shows (``docs/figures.py``;
-figures that exist are kept).
+figures that exist are kept). The built pages load nothing from the network:
+MathJax comes from the sphinx-mathjax-offline package (the ``docs`` extra).
 """
 
 import pathlib
@@ -25,6 +26,9 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
+    # ships MathJax 3.2.2 and copies it into _static/mathjax: the pages render
+    # their equations with no network (Sphinx's default loads MathJax from a CDN)
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_click",
@@ -38,6 +42,13 @@ exclude_patterns = ["_build"]
 templates_path = []
 html_static_path = ["_static"]
 html_theme = "alabaster"
+# wider than alabaster's 940px, so that the figures and the command lines fit
+html_theme_options = {"page_width": "1160px"}
+# wrap long code lines instead of hiding them; figures link to their full size
+html_css_files = ["downhill.css"]
+# the docs are full of things to copy: option names (--plot), values ('raise');
+# keep -- and straight quotes as written rather than en dashes and curly quotes
+smartquotes = False
 
 
 def _algorithm_pages():
