@@ -478,7 +478,7 @@ class Optimizer:
         A state that does not fit leaves the optimizer as it was; the next
         :meth:`iterate` continues where the saved run stopped, and the saved
         hyperparameters become this optimizer's defaults (details:
-        :func:`downhill.state.load_state_dict`).
+        ``downhill.state.load_state_dict``).
 
         Parameters
         ----------
