@@ -452,6 +452,9 @@ def _read_archive(archive, path, size):
                               "too deeply") from None
     if not isinstance(header, dict) or header.get("format") != _FORMAT or "state" not in header:
         raise CheckpointError(f"{path} has an unknown checkpoint format")
+    if not isinstance(header["state"], dict):
+        raise CheckpointError(f"{path} is not a downhill checkpoint: its state is a "
+                              f"{type(header['state']).__name__}, not a dict")
     refs = set()
     _references(header["state"], path, refs)
     names = {ref + ".npy": ref for ref in refs}

@@ -353,7 +353,12 @@ def duplicate_member(path):
             npy_member(archive, "/w.npy", np.ones(3))
 
 
+def state_not_a_dict(path):
+    make_archive(path, [1, 2]).close()
+
+
 BROKEN = {
+    state_not_a_dict: "its state is a list, not a dict",
     npy_saved_as_npz: "single .npy array",
     list_as_array_reference: "array reference is ['/w']",
     deep_header: "nested too deeply",
