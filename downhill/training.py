@@ -14,6 +14,7 @@ import math
 import os
 
 from . import state, validation
+from .checkpoint import check_path
 from .dataset import Dataset
 from .util import log
 
@@ -213,6 +214,8 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         raise ValueError("resume=True needs checkpoint=PATH, the file to resume from")
     if checkpoint_every and checkpoint is None:
         raise ValueError("checkpoint_every needs checkpoint=PATH, the file to write")
+    if checkpoint is not None:
+        checkpoint = check_path(checkpoint)  # unusable paths fail now, not after the run
     validation.check_mode(mode)
     train = as_dataset(opt, train, "train", batch_size)
     if valid is None:

@@ -214,14 +214,6 @@ def a_file_as_folder(tmp_path):
     return tmp_path / "notes.txt" / "run.npz", "is not a folder"
 
 
-def read_only_folder(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root creates files in read-only folders")
-    (tmp_path / "ro").mkdir()
-    os.chmod(tmp_path / "ro", 0o555)
-    return tmp_path / "ro" / "run.npz", "cannot create files in the folder"
-
-
 def trailing_separator(tmp_path):
     return str(tmp_path / "run.npz") + os.sep, "names a folder"
 
@@ -234,7 +226,7 @@ def an_int(tmp_path):
     return 5, "(of type int) is not a file path"
 
 
-BAD_PATHS = [missing_folder, a_directory, a_file_as_folder, read_only_folder,
+BAD_PATHS = [missing_folder, a_directory, a_file_as_folder,
              trailing_separator, empty, an_int]
 
 
@@ -428,3 +420,19 @@ def test_a_pickle_in_a_member_is_refused_unread(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="pickle|allow_pickle"):
         checkpoint.read(path)
     assert not os.path.exists(marker)
+
+
+def test_read_only_folder_is_refused_before_anything_is_written(tmp_path):
+    """A folder the user may not create files in. Root may write anywhere
+    chmod forbids, so as root (CI) the folder is Linux's /sys, where no one
+    can create a file."""
+    if os.geteuid() == 0:
+        folder = "/sys"
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        os.chmod(folder, 0o555)
+    before = sorted(os.listdir(folder))
+    with pytest.raises(ValueError, match="cannot create files in the folder"):
+        checkpoint.check_path(os.path.join(folder, "run.npz"))
+    assert sorted(os.listdir(folder)) == before
