@@ -11,6 +11,7 @@ from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
 from .base import Optimizer
 from .dataset import Dataset
 from .first_order import NAG, SGD
+from .functional import updates
 from .registry import ALGORITHMS, build, register
 
 __version__ = "0.5.0"
@@ -18,7 +19,7 @@ __version__ = "0.5.0"
 __all__ = [
     "ADADELTA", "ADAGRAD", "ALGORITHMS", "Adam", "Dataset", "ESGD", "NAG", "Optimizer",
     "RMSProp", "RProp", "SGD",
-    "build", "checkpoint", "minimize", "register", "schedules", "__version__",
+    "build", "checkpoint", "minimize", "register", "schedules", "updates", "__version__",
 ]
 
 logging.getLogger("downhill").addHandler(logging.NullHandler())

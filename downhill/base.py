@@ -41,11 +41,12 @@ class Optimizer:
 
     Parameters
     ----------
-    loss : pytensor scalar expression
-        The loss to minimize.
+    loss : pytensor scalar expression, optional
+        The loss to minimize; may be None when ``grads`` are given (then
+        :meth:`get_updates` works, but training loops need a loss).
     params : list of pytensor SharedVariable, optional
         The variables to adjust. Default: every shared variable of float
-        dtype that the loss depends on.
+        dtype that the loss depends on; needed with ``grads``.
     inputs : list of pytensor Variable, optional
         The symbolic inputs the loss needs, in the order the data arrays are
         given. Default: every root of the loss's graph that is neither shared
@@ -66,6 +67,9 @@ class Optimizer:
         ``"NUMBA"``, ``"CVM"`` (the C backend) or ``"JAX"``; :meth:`iterate`
         can switch it later. Default: PyTensor's default, which in PyTensor 3
         is Numba; see the guide for measured differences.
+    grads : list of pytensor expressions, optional
+        Gradients to follow, one per parameter, instead of the loss's (e.g.
+        PyMC's); ESGD's Hessian-vector products are taken through them.
     **hyperparameters
         Defaults for this optimizer's hyperparameters; each call of
         :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` starts
@@ -85,15 +89,15 @@ class Optimizer:
     #: ``HYPERS`` tuple of their own; :meth:`hyperparameters` merges them.
     HYPERS = hyperparams.COMMON
 
-    def __init__(self, loss, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, **hyperparameters):
-        self._loss = validation.check_loss(loss)
+    def __init__(self, loss=None, params=None, inputs=None, updates=(), monitors=(),
+                 monitor_gradients=False, mode=None, grads=None, **hyperparameters):
+        self._loss = validation.check_loss(loss, grads)
         self._mode = validation.check_mode(mode)
         self._monitor_names, self._monitor_exprs = validation.check_monitors(monitors)
         self._user_updates = validation.check_updates(updates)
 
         self._params, self._inputs = validation.check_graph(
-            loss, params, inputs, self._user_updates, self._monitor_exprs)
+            loss, params, inputs, self._user_updates, self._monitor_exprs, grads)
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
         self._dtype = str(np.result_type(*[p.dtype for p in self._params]))
@@ -102,7 +106,8 @@ class Optimizer:
         log.info("%s: parameters %s", type(self).__name__,
                  [f"{n} {p.get_value(borrow=True).shape}" for n, p in zip(self._names, self._params)])
 
-        self._grads = pytensor.grad(loss, self._params)
+        self._grads = validation.check_gradients(  # in the parameters' dtypes
+            pytensor.grad(loss, self._params) if grads is None else grads, self._params)
         # unique names: w#0, w#1 for two parameters named w
         self._keys = util.unique_keys(self._names)
         self._monitor_gradients = bool(monitor_gradients)
@@ -257,7 +262,7 @@ class Optimizer:
 
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
-        return nonfinite.finite_check(self._loss, self._grads)
+        return nonfinite.finite_check(self._grads, self._loss)
 
     def _graph(self):
         """The update pairs and clipped gradients of the current structure, built once."""

@@ -13,24 +13,25 @@ import pytensor.tensor as pt
 __all__ = ["finite_check", "guard"]
 
 
-def finite_check(loss, grads):
+def finite_check(grads, loss=None):
     """A boolean scalar: the loss and every gradient element are finite.
 
     Parameters
     ----------
-    loss : pytensor Variable
-        The loss.
     grads : list of pytensor Variable
         The gradients.
+    loss : pytensor Variable, optional
+        The loss (None for an optimizer built from gradients).
 
     Returns
     -------
     pytensor Variable
         A boolean scalar expression.
     """
-    checks = [pt.isfinite(loss)]
     # every element, not the sum: finite elements can sum to inf
-    checks.extend(pt.all(pt.isfinite(g)) for g in grads)
+    checks = [pt.all(pt.isfinite(g)) for g in grads]
+    if loss is not None:
+        checks.insert(0, pt.isfinite(loss))
     return functools.reduce(pt.and_, checks)
 
 

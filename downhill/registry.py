@@ -57,7 +57,7 @@ def register(cls=None, *, name=None):
     return add if cls is None else add(cls)
 
 
-def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
+def build(algo, loss=None, params=None, inputs=None, updates=(), monitors=(),
           monitor_gradients=False, **kwargs):
     """Construct an optimizer by name.
 
@@ -66,13 +66,14 @@ def build(algo, loss, params=None, inputs=None, updates=(), monitors=(),
     algo : str
         Name of the algorithm, case-insensitive: ``'sgd'``, ``'nag'``,
         ``'rmsprop'``, ... (see :data:`ALGORITHMS`).
-    loss : pytensor scalar expression
-        The loss to minimize.
+    loss : pytensor scalar expression, optional
+        The loss to minimize (optional when ``grads=`` are given).
     params, inputs, updates, monitors, monitor_gradients
         As for :class:`~downhill.Optimizer`.
     **kwargs
-        Further keywords for the optimizer's constructor (``mode``, and
-        hyperparameter defaults such as ``hv_method`` for ESGD).
+        Further keywords for the optimizer's constructor (``grads``,
+        ``mode``, and hyperparameter defaults such as ``hv_method`` for
+        ESGD).
 
     Returns
     -------

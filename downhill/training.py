@@ -25,6 +25,15 @@ class _NonFinite(Exception):
     """Internal: the loss or a gradient became NaN or infinite."""
 
 
+def _need_loss(opt, call):
+    if opt._loss is None:
+        raise ValueError(
+            f"{call}() needs a loss to report and validate, but this {type(opt).__name__} "
+            "was built from gradients alone; build it with the loss too "
+            "(build(algo, loss, grads=..., params=...)), or use get_updates() in your own "
+            "loop")
+
+
 def as_dataset(opt, data, name, batch_size=32, ordered=False):
     """Wrap data into a Dataset conformed to the optimizer's inputs.
 
@@ -176,6 +185,7 @@ def evaluate(opt, dataset):
     dict
         ``'loss'`` first, then each monitor.
     """
+    _need_loss(opt, "evaluate")
     if isinstance(dataset, Dataset):
         dataset = dataset.in_order()
     dataset = as_dataset(opt, dataset, "evaluation", ordered=True)
@@ -208,6 +218,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     generator
         Yields ``(train_monitors, valid_monitors)`` after every iteration.
     """
+    _need_loss(opt, "iterate")
     max_updates = validation.check_count("max_updates", max_updates, optional=True)
     checkpoint_every = validation.check_count("checkpoint_every", checkpoint_every)
     if resume and checkpoint is None:

@@ -22,23 +22,26 @@ __all__ = [
     "check_params",
     "check_inputs",
     "check_graph",
+    "check_gradients",
     "add_gradient_monitors",
     "check_hypers",
     "check_count",
 ]
 
 
-def check_loss(loss):
+def check_loss(loss, grads=None):
     """Check that the loss is a float scalar expression.
 
     Parameters
     ----------
     loss : object
         What the caller gave as the loss.
+    grads : object, optional
+        Gradients given instead; then the loss may be None.
 
     Returns
     -------
-    pytensor Variable
+    pytensor Variable or None
         The loss, unchanged.
 
     Raises
@@ -46,6 +49,11 @@ def check_loss(loss):
     ValueError
         If it is not a PyTensor expression, not 0-d, or not of float dtype.
     """
+    if loss is None and grads is not None:
+        return None
+    if loss is None:
+        raise ValueError("no loss given: pass a scalar PyTensor expression, or grads=[...] "
+                         "with params=[...]")
     if not isinstance(loss, Variable):
         raise ValueError(
             f"loss must be a scalar PyTensor expression, got {type(loss).__name__}")
@@ -250,16 +258,16 @@ def check_inputs(inputs, outputs):
     return inputs
 
 
-def check_graph(loss, params, inputs, updates, monitors):
-    """Find or check the parameters and inputs of a loss.
+def check_graph(loss, params, inputs, updates, monitors, grads=None):
+    """Find or check the parameters and inputs of a loss or of given gradients.
 
     Parameters
     ----------
-    loss : pytensor Variable
-        The checked loss.
+    loss : pytensor Variable or None
+        The checked loss (None when only gradients are given).
     params : sequence of SharedVariable or None
         The parameters; None finds every float shared variable the loss
-        depends on (except targets of ``updates``).
+        depends on (except targets of ``updates``). Needed with ``grads``.
     inputs : sequence of pytensor Variable or None
         The inputs; None finds every root of the loss, then of the monitors
         and updates, that is neither shared nor constant, in order of first
@@ -268,6 +276,8 @@ def check_graph(loss, params, inputs, updates, monitors):
         The checked extra updates.
     monitors : list of pytensor Variable
         The checked monitor expressions.
+    grads : list of pytensor Variable, optional
+        Gradient expressions given instead of (or beside) the loss.
 
     Returns
     -------
@@ -277,10 +287,15 @@ def check_graph(loss, params, inputs, updates, monitors):
     Raises
     ------
     ValueError
-        As :func:`check_params` and :func:`check_inputs`, and for a
-        parameter the loss does not depend on.
+        As :func:`check_params` and :func:`check_inputs`, for a parameter
+        the loss does not depend on, and for gradients without parameters.
     """
-    found_inputs, found_params = util.find_inputs_and_params(loss)
+    if grads is not None and params is None:
+        raise ValueError(
+            "gradients were given without parameters: pass params=[...], one shared "
+            "variable per gradient, in the same order")
+    main = ([] if loss is None else [loss]) + list(grads or [])
+    found_inputs, found_params = util.find_inputs_and_params(*main)
     targets = {id(var) for var, _ in updates}
     found_params = [p for p in found_params if id(p) not in targets]
     params = check_params(found_params if params is None else params, updates)
@@ -289,14 +304,58 @@ def check_graph(loss, params, inputs, updates, monitors):
         extra, _ = util.find_inputs_and_params(*others)
         known = {id(v) for v in found_inputs}
         inputs = found_inputs + [v for v in extra if id(v) not in known]
-    inputs = check_inputs(inputs, [loss, *others])
-    used = {id(v) for v in util._roots([loss])}
-    for i, p in enumerate(params):
-        if id(p) not in used:
-            raise ValueError(
-                f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
-                "depend on it")
+    inputs = check_inputs(inputs, [*main, *others])
+    if grads is None:
+        used = {id(v) for v in util._roots([loss])}
+        for i, p in enumerate(params):
+            if id(p) not in used:
+                raise ValueError(
+                    f"parameter {i} ({p.name!r}) is not optimizable: the loss does not "
+                    "depend on it")
     return params, inputs
+
+
+def check_gradients(grads, params):
+    """Check gradient expressions given for the parameters.
+
+    Parameters
+    ----------
+    grads : sequence of pytensor Variable
+        One gradient per parameter, in the parameters' order.
+    params : list of SharedVariable
+        The checked parameters.
+
+    Returns
+    -------
+    list of pytensor Variable
+        The gradients, each cast to its parameter's dtype.
+
+    Raises
+    ------
+    ValueError
+        If the counts differ, or a gradient is not a float expression of
+        its parameter's number of dimensions.
+    """
+    if isinstance(grads, Variable) or not hasattr(grads, "__iter__"):
+        raise ValueError(
+            f"grads must be a list of expressions, one per parameter, got "
+            f"{type(grads).__name__}")
+    grads = list(grads)
+    if len(grads) != len(params):
+        raise ValueError(
+            f"got {len(grads)} gradient expressions for {len(params)} parameters")
+    checked = []
+    for i, (g, p) in enumerate(zip(grads, params)):
+        if not isinstance(g, Variable) or not str(g.dtype).startswith("float"):
+            raise ValueError(
+                f"gradient {i} (of {p.name!r}) must be a float PyTensor expression, got "
+                f"{type(g).__name__}")
+        if g.ndim != p.ndim:
+            raise ValueError(
+                f"gradient {i} (of {p.name!r}) is {g.ndim}-d, but the parameter is "
+                f"{p.ndim}-d")
+        checked.append(util.as_float(g, p.dtype))
+    return checked
 
 
 def add_gradient_monitors(names, exprs, keys, grads):
