@@ -124,8 +124,7 @@ class Optimizer:
         self._graphs = {}
         self._functions = compiled.Functions(self)
 
-    # ------------------------------------------------------------------
-    # hyperparameters
+    # -- hyperparameters ---------------------------------------------
 
     @classmethod
     def hyperparameters(cls):
@@ -172,8 +171,7 @@ class Optimizer:
         """The hyperparameter choices that change the shape of the graph."""
         return self._settings.structure()
 
-    # ------------------------------------------------------------------
-    # graphs
+    # -- graphs ------------------------------------------------------
 
     def _state_like(self, param, suffix, value=0):
         """The state variable ``suffix`` of ``param``, made on first use
@@ -307,8 +305,7 @@ class Optimizer:
         self._configure(hyperparameters)
         return list(self._updates())
 
-    # ------------------------------------------------------------------
-    # parameters
+    # -- parameters --------------------------------------------------
 
     def set_params(self, targets=None):
         """Set the parameters' values.
@@ -336,8 +333,7 @@ class Optimizer:
         """The symbolic inputs, in the order data arrays are given."""
         return list(self._inputs)
 
-    # ------------------------------------------------------------------
-    # training (downhill.training) and checkpoints (downhill.state)
+    # -- training (downhill.training), checkpoints (downhill.state) --
 
     def evaluate(self, dataset):
         """Compute the loss and monitors on a dataset with the current parameters.
