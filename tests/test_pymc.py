@@ -1,0 +1,73 @@
+"""downhill's optimizers driving PyMC's ADVI through ``downhill.updates``.
+
+Runs where PyMC is installed (CI's PyMC environment, where PyMC pins
+PyTensor 2.38); CI sets DOWNHILL_REQUIRE_PYMC=1 there, so that a missing
+PyMC fails instead of skipping.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("DOWNHILL_REQUIRE_PYMC"):
+    import pymc as pm
+else:
+    pm = pytest.importorskip("pymc")
+
+import downhill
+
+pytestmark = pytest.mark.pymc
+
+STEPS = 12000
+
+
+@pytest.fixture(scope="module")
+def regression():
+    """A Bayesian linear regression, y = a + b x + noise."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = 1.0 + 2.5 * x + rng.normal(scale=0.5, size=200)
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 10)
+        b = pm.Normal("b", 0, 10)
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Normal("y", a + b * x, sigma, observed=y)
+    return model
+
+
+def posterior_means(model, optimizer):
+    with model:
+        approx = pm.fit(STEPS, method="advi", obj_optimizer=optimizer, random_seed=1,
+                        progressbar=False)
+    trace = approx.sample(4000, random_seed=2)
+    means = {name: float(trace.posterior[name].mean()) for name in ("a", "b", "sigma")}
+    return means, np.asarray(approx.hist)
+
+
+@pytest.fixture(scope="module")
+def reference(regression):
+    return posterior_means(regression, pm.adam(learning_rate=0.01))[0]
+
+
+@pytest.mark.parametrize("algo", ["rmsprop", "adam", "esgd"])
+def test_advi_with_downhill_matches_pymcs_adam(regression, reference, algo):
+    means, history = posterior_means(regression, downhill.updates(algo, learning_rate=0.01))
+    assert np.all(np.isfinite(history)), f"{algo}: non-finite loss in the ADVI history"
+    for name, value in reference.items():
+        assert abs(means[name] - value) < 0.05, (algo, name, means[name], value)
+
+
+def test_the_learning_rate_stays_reachable_from_a_callback(regression):
+    fn = downhill.updates("rmsprop", learning_rate=0.01)
+    seen = []
+
+    def halve(approx, losses, i):
+        if i == 50:
+            fn.learning_rate.set_value(fn.learning_rate.get_value() / 2)
+        seen.append(float(fn.learning_rate.get_value()))
+
+    with regression:
+        pm.fit(100, method="advi", obj_optimizer=fn, callbacks=[halve], random_seed=1,
+               progressbar=False)
+    assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.005)
