@@ -3,9 +3,9 @@
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.gradient import pullback, pushforward
 
 from .base import Optimizer, register
+from .compat import normal_with_next_rng, pullback, pushforward
 from .util import Hyper, as_float, halflife_to_decay
 
 __all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"]
@@ -463,8 +463,7 @@ class ESGD(Optimizer):
     def _step(self, param, grad):
         index = next(i for i, p in enumerate(self._params) if p is param)
         rng = self._rng(index)
-        rng_new, v = pt.random.normal(0, 1, size=param.shape, rng=rng, dtype=param.dtype,
-                                      return_next_rng=True)
+        rng_new, v = normal_with_next_rng(rng, param.shape, param.dtype)
         raw = self._grads[index]
         method = self._values["hv_method"]
         if method == "rop":

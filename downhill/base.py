@@ -12,7 +12,7 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 
-from . import checkpoint, util
+from . import checkpoint, compat, util
 from .dataset import Dataset
 from .util import Hyper, log
 
@@ -525,7 +525,7 @@ class Optimizer:
             return pt.clip(grad, -limit, limit)
         if self._values["max_gradient_norm"] > 0:
             limit = self._hyper("max_gradient_norm", grad)
-            norm = pt.sqrt((grad * grad).sum())
+            norm = compat.l2_norm(grad)
             return grad * pt.minimum(util.as_float(1, grad.dtype), limit / norm)
         return grad
 
@@ -543,7 +543,7 @@ class Optimizer:
         grads = list(self._grads)
         if self._values["max_gradient_global_norm"] > 0:
             dtype = self._dtype
-            total = pt.sqrt(pt.add(*[util.as_float((g * g).sum(), dtype) for g in grads]))
+            total = compat.l2_norm(grads, dtype)
             limit = util.as_float(self._shared["max_gradient_global_norm"], dtype)
             scale = pt.minimum(util.as_float(1, dtype), limit / total)
             grads = [g * util.as_float(scale, g.dtype) for g in grads]
@@ -611,9 +611,9 @@ class Optimizer:
 
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
-        checks = [pt.isfinite(self._loss)]
+        checks = [compat.isfinite(self._loss)]
         # every element, not the sum: finite elements can sum to inf
-        checks.extend(pt.all(pt.isfinite(g)) for g in self._grads)
+        checks.extend(pt.all(compat.isfinite(g)) for g in self._grads)
         return functools.reduce(pt.and_, checks)
 
     def _guard(self, updates):
