@@ -3,9 +3,9 @@
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.gradient import pullback, pushforward
 
 from .base import Optimizer
+from .compat import normal_with_next_rng, pullback, pushforward
 from .hyperparams import Hyper
 from .registry import register
 from .util import as_float, halflife_to_decay
@@ -459,8 +459,7 @@ class ESGD(Optimizer):
         index = self._variables.index(param)
         rng = self._variables.generator(
             param, lambda i: self._generator(self._values["seed"], i))
-        rng_new, v = pt.random.normal(0, 1, size=param.shape, rng=rng, dtype=param.dtype,
-                                      return_next_rng=True)
+        rng_new, v = normal_with_next_rng(rng, param.shape, param.dtype)
         raw = self._grads[index]
         method = self._values["hv_method"]
         if method == "rop":

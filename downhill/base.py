@@ -13,7 +13,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import clipping, compiled, hyperparams, nonfinite, training, util, validation
+from . import clipping, compat, compiled, hyperparams, nonfinite, training, util, validation
 from . import state as checkpoint_state
 from .runstate import RunState
 from .util import log
@@ -92,7 +92,7 @@ class Optimizer:
     def __init__(self, loss=None, params=None, inputs=None, updates=(), monitors=(),
                  monitor_gradients=False, mode=None, grads=None, **hyperparameters):
         self._loss = validation.check_loss(loss, grads)
-        self._mode = validation.check_mode(mode)
+        self._mode = compat.default_mode() if mode is None else validation.check_mode(mode)
         self._monitor_names, self._monitor_exprs = validation.check_monitors(monitors)
         self._user_updates = validation.check_updates(updates)
 

@@ -8,6 +8,7 @@ structure.
 
 import pytensor.tensor as pt
 
+from .compat import l2_norm
 from .util import as_float
 
 __all__ = ["LIMITS", "clipping_on", "clip_gradients"]
@@ -38,7 +39,7 @@ def _clip_one(grad, values, shared):
         return pt.clip(grad, -limit, limit)
     if values["max_gradient_norm"] > 0:
         limit = as_float(shared["max_gradient_norm"], grad.dtype)
-        norm = pt.sqrt((grad * grad).sum())
+        norm = l2_norm(grad)
         return grad * pt.minimum(as_float(1, grad.dtype), limit / norm)
     return grad
 
@@ -68,7 +69,7 @@ def clip_gradients(grads, values, shared, dtype):
     """
     grads = list(grads)
     if values["max_gradient_global_norm"] > 0:
-        total = pt.sqrt(pt.add(*[as_float((g * g).sum(), dtype) for g in grads]))
+        total = l2_norm(grads, dtype)
         limit = as_float(shared["max_gradient_global_norm"], dtype)
         scale = pt.minimum(as_float(1, dtype), limit / total)
         grads = [g * as_float(scale, g.dtype) for g in grads]

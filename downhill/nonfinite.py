@@ -10,6 +10,8 @@ import functools
 
 import pytensor.tensor as pt
 
+from .compat import isfinite
+
 __all__ = ["finite_check", "guard"]
 
 
@@ -29,9 +31,9 @@ def finite_check(grads, loss=None):
         A boolean scalar expression.
     """
     # every element, not the sum: finite elements can sum to inf
-    checks = [pt.all(pt.isfinite(g)) for g in grads]
+    checks = [pt.all(isfinite(g)) for g in grads]
     if loss is not None:
-        checks.insert(0, pt.isfinite(loss))
+        checks.insert(0, isfinite(loss))
     return functools.reduce(pt.and_, checks)
 
 
