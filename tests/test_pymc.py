@@ -71,3 +71,16 @@ def test_the_learning_rate_stays_reachable_from_a_callback(regression):
         pm.fit(100, method="advi", obj_optimizer=fn, callbacks=[halve], random_seed=1,
                progressbar=False)
     assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.005)
+
+
+def test_the_advi_example_runs():
+    import pathlib
+    import runpy
+
+    from click.testing import CliRunner
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "pymc-advi.py"
+    result = CliRunner().invoke(runpy.run_path(str(path))["main"], ["--steps", "300"])
+    assert result.exit_code == 0, result.output
+    for label in ("pm.adam", "downhill rmsprop", "downhill adam", "downhill esgd"):
+        assert label in result.output
