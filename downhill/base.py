@@ -11,7 +11,6 @@ checkpoint methods delegate to :mod:`downhill.training` and
 
 import numpy as np
 import pytensor
-import pytensor.tensor as pt
 
 from . import clipping, compat, compiled, hyperparams, nonfinite, training, util, validation
 from . import state as checkpoint_state

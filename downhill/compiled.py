@@ -12,7 +12,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from .util import log
+from .util import compile_function, log
 
 __all__ = ["Functions"]
 
@@ -67,7 +67,7 @@ class Functions:
                 outputs.append(opt._finite_check())
             label = type(opt).__name__
             log.info("compiling %s step function", label)
-            fn = pytensor.function(opt._inputs, outputs, updates=updates,
+            fn = compile_function(opt._inputs, outputs, updates=updates,
                                    name=f"{label}_step", mode=opt._mode)
             self._recipes[id(fn)] = (fn, outputs, updates, f"{label}_step")
             self._steps[key] = fn, names, guarded
@@ -79,7 +79,7 @@ class Functions:
         if opt._mode not in self._evals:
             outputs = [opt._loss] + opt._monitor_exprs
             log.info("compiling %s evaluation function", type(opt).__name__)
-            fn = pytensor.function(opt._inputs, outputs, updates=opt._user_updates,
+            fn = compile_function(opt._inputs, outputs, updates=opt._user_updates,
                                    name="evaluate", mode=opt._mode)
             self._recipes[id(fn)] = (fn, outputs, opt._user_updates, "evaluate")
             self._evals[opt._mode] = fn
@@ -124,7 +124,7 @@ class Functions:
                       for var, buffer in zip(self._opt._inputs, buffers)]
             log.info("compiling %s %s function with in-graph batches",
                      type(self._opt).__name__, name)
-            twin = pytensor.function([number], outputs, updates=updates, givens=givens,
+            twin = compile_function([number], outputs, updates=updates, givens=givens,
                                      name=f"{name}_in_graph", mode=self._opt._mode)
             twin.trust_input = True
             self._twins[id(fn)] = (fn, twin)

@@ -1,11 +1,10 @@
 """Helpers shared by the optimizers: logging, dtype casting, state variables,
-graph walking, unique names and close-match suggestions."""
+graph walking, unique names, close-match suggestions and compiling functions."""
 
 import collections
 import difflib
 import logging
 import math
-import numbers
 
 import numpy as np
 import pytensor
@@ -20,6 +19,8 @@ __all__ = [
     "find_inputs_and_params",
     "halflife_to_decay",
     "unique_keys",
+    "COMPILE_FLAGS",
+    "compile_function",
 ]
 
 #: The logger every part of the library writes to.
@@ -163,3 +164,55 @@ def unique_keys(names):
     """
     counts = collections.Counter(names)
     return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+#: PyTensor flags every function of an optimizer is compiled under (see
+#: :func:`compile_function`): Numba's fast-math off.
+COMPILE_FLAGS = {"numba__fastmath": False}
+
+
+def compile_function(inputs, outputs, **kwargs):
+    """Compile a PyTensor function whose numbers do not depend on the compile cache.
+
+    The same as ``pytensor.function(inputs, outputs, **kwargs)``, compiled
+    under :data:`COMPILE_FLAGS`: without Numba's fast-math flags, so that
+    the same inputs give the same numbers bit for bit whether the compiled
+    code was made now or loaded from PyTensor's compile cache. The flags hold
+    only while the function is built (PyTensor reads them then, and keys its
+    cache on them); the user's own functions keep the global settings.
+
+    Parameters
+    ----------
+    inputs : list of pytensor Variable
+        The function's inputs.
+    outputs : pytensor Variable or list of them
+        The function's outputs.
+    **kwargs
+        Further keywords of ``pytensor.function`` (``updates``, ``givens``,
+        ``name``, ``mode``, ...).
+
+    Returns
+    -------
+    pytensor Function
+
+    Notes
+    -----
+    With fast-math (PyTensor's default for the Numba backend: ``reassoc``,
+    ``arcp``, ``contract``, ``afn``, ``nsz``), Numba links a copy of each
+    called function into its caller and LLVM optimizes that copy again,
+    which fast-math lets it turn into other arithmetic: ``(s * 0.1) / n``
+    became a fused multiply-add with ``1 / n`` in the callee's own code and
+    ``s * (0.1 / n)`` in the caller's copy. Which one runs depends on which
+    was loaded first: the callee's own code in a process that compiles
+    afresh, the caller's copy in one that loads the caller from the cache.
+    So a training run's parameters were 1 ulp apart after the first update,
+    cold against warm, and its loss visibly apart after a few hundred.
+    Without fast-math LLVM keeps IEEE arithmetic in program order, so every
+    copy computes the same bits.
+
+    The price is speed where fast-math vectorized a loop: a sum of a million
+    float32 elements took 0.85 ms instead of 0.09 ms here, an RMSProp step
+    on a million parameters 1.2 ms instead of 0.7 ms.
+    """
+    with pytensor.config.change_flags(**COMPILE_FLAGS):
+        return pytensor.function(inputs, outputs, **kwargs)
