@@ -22,6 +22,11 @@ __all__ = ["updates", "Updates", "UpdateFunction"]
 class Updates(collections.OrderedDict):
     """An ``OrderedDict`` of updates that also holds the optimizer that made it.
 
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``collections.OrderedDict``: the (variable, expression) pairs.
+
     Attributes
     ----------
     optimizer : Optimizer
