@@ -13,11 +13,13 @@ from .dataset import Dataset
 from .first_order import NAG, SGD
 from .functional import updates
 from .registry import ALGORITHMS, build, register
+from .util import DownhillWarning
 
 __version__ = "0.5.0"
 
 __all__ = [
-    "ADADELTA", "ADAGRAD", "ALGORITHMS", "Adam", "Dataset", "ESGD", "NAG", "Optimizer",
+    "ADADELTA", "ADAGRAD", "ALGORITHMS", "Adam", "Dataset", "DownhillWarning", "ESGD", "NAG",
+    "Optimizer",
     "RMSProp", "RProp", "SGD",
     "build", "checkpoint", "minimize", "register", "schedules", "updates", "__version__",
 ]
@@ -34,9 +36,11 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     ----------
     loss : pytensor scalar expression
         The loss to minimize.
-    train : Dataset, list of arrays, callable or None
-        Training data, one array per input of the loss (None if it has none).
-    valid : Dataset, list of arrays or callable, optional
+    train : Dataset, array, list of arrays, iterable of batches, callable or None
+        Training data: one array per input of the loss (a bare array for a
+        loss with one input), or anything :class:`Dataset` takes (None if
+        the loss has no inputs).
+    valid : same as ``train``, optional
         Validation data; defaults to ``train`` (for arrays with
         ``valid_batches``, that many shuffled batches of them).
     params, inputs, updates, monitors, monitor_gradients
@@ -63,11 +67,12 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
             return data
         dataset = Dataset(data, name=name, batch_size=batch_size, iteration_size=batches)
         # validation covers all the data in order, unless a subset is asked for
-        ordered = name == "valid" and batches is None and not dataset.is_callable
+        ordered = name == "valid" and batches is None
         return dataset.in_order() if ordered else dataset
 
-    if valid is None and valid_batches is not None and isinstance(train, (list, tuple)):
-        valid = train  # validate on the training arrays, valid_batches at a time
+    if valid is None and valid_batches is not None and (
+            isinstance(train, (list, tuple)) or hasattr(train, "shape")):
+        valid = train  # validate on the training data, valid_batches at a time
     opt = build(algo, loss, params=params, inputs=inputs, updates=updates,
                 monitors=monitors, monitor_gradients=monitor_gradients)
     return opt.minimize(wrap(train, "train", train_batches),

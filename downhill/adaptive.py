@@ -491,6 +491,10 @@ class Adam(Optimizer):
         (> 0); :math:`\beta_2 = e^{-\ln 2 / 69} \approx 0.990`.
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added to the square root (>= 0).
+    beta1_decay : float, default 1
+        :math:`\lambda`, the factor by which :math:`\beta_1` shrinks with
+        every update (0 < x <= 1), downhill 0.4's keyword; 1 leaves
+        :math:`\beta_1` constant (0.4's default was ``1 - 1e-6``).
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
@@ -507,15 +511,23 @@ class Adam(Optimizer):
 
     .. math::
         t &\leftarrow t + 1 \\
-        m &\leftarrow \beta_1 m + (1 - \beta_1)\, g \\
+        \beta_{1,t} &= \beta_1 \lambda^{t - 1} \\
+        m &\leftarrow \beta_{1,t}\, m + (1 - \beta_{1,t})\, g \\
         v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2 \\
         \delta &= \frac{\alpha\, m / (1 - \beta_1^t)}
                        {\sqrt{v / (1 - \beta_2^t)} + \epsilon}
+
+    With the default :math:`\lambda = 1`, :math:`\beta_{1,t} = \beta_1`.
+    The decaying :math:`\beta_{1,t}` is the one of the paper's first
+    versions (arXiv:1412.6980v1-v8, Algorithm 1, where
+    :math:`\lambda = 1 - 10^{-8}`) and of downhill 0.4 (``beta1_decay``); the
+    bias correction keeps :math:`\beta_1^t`, as the paper's.
 
     Symbols in the code: :math:`t` is the optimizer-wide state ``t`` (an
     integer, saved with the rest of the state), :math:`m` the state
     ``NAME_g1_ewma``, :math:`v` ``NAME_g2_ewma``, :math:`\beta_1` and
     :math:`\beta_2` the shared scalars ``beta1`` and ``beta2``,
+    :math:`\lambda` ``beta1_decay``, :math:`\beta_{1,t}` ``beta1_t``,
     :math:`\epsilon` ``epsilon``, :math:`\alpha` ``learning_rate``. The step
     :math:`\delta` then goes through the base class's momentum, if any.
 
@@ -539,6 +551,9 @@ class Adam(Optimizer):
               low=0, low_open=True, shared="beta2", transform=halflife_to_decay),
         Hyper("rms_regularizer", 1e-8, "epsilon added to the square root",
               low=0, shared="epsilon"),
+        Hyper("beta1_decay", 1.0, "factor shrinking beta1 per update (downhill 0.4); 1 = off",
+              low=0, high=1, low_open=True, shared="beta1_decay",
+              structural=lambda value: value != 1),
     )
 
     def _global_updates(self):
@@ -551,9 +566,12 @@ class Adam(Optimizer):
         beta1 = self._hyper("beta1", param)
         beta2 = self._hyper("beta2", param)
         one = as_float(1, param.dtype)
+        beta1_t = beta1
+        if self._values["beta1_decay"] != 1:
+            beta1_t = beta1 * self._hyper("beta1_decay", param) ** (t - one)
         g1_ewma = self._state_like(param, "g1_ewma")
         g2_ewma = self._state_like(param, "g2_ewma")
-        g1_new = beta1 * g1_ewma + (one - beta1) * grad
+        g1_new = beta1_t * g1_ewma + (one - beta1_t) * grad
         g2_new = beta2 * g2_ewma + (one - beta2) * grad * grad
         numer = g1_new / (one - beta1 ** t)
         denom = pt.sqrt(g2_new / (one - beta2 ** t)) + self._hyper("epsilon", param)

@@ -12,7 +12,7 @@ checkpoint methods delegate to :mod:`downhill.training` and
 import numpy as np
 import pytensor
 
-from . import clipping, compat, compiled, hyperparams, nonfinite, training, util, validation
+from . import clipping, compat, compiled, hyperparams, legacy, nonfinite, training, util, validation
 from . import state as checkpoint_state
 from .runstate import RunState
 from .util import log
@@ -29,7 +29,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Optimizer:
+class Optimizer(legacy.Compat):
     r"""Base class of the optimizers: builds update graphs and runs training.
 
     A subclass implements one hook, ``_step``, which, given a parameter
@@ -79,8 +79,12 @@ class Optimizer:
     ValueError
         If the loss is not a scalar expression, no parameters are found or
         given, or a parameter, input or monitor is of the wrong kind.
-    TypeError
-        If a hyperparameter name is unknown.
+
+    Warns
+    -----
+    DownhillWarning
+        Once per unknown hyperparameter name, which is ignored (as in downhill
+        0.4). Hyperparameters are attributes too: :class:`~downhill.legacy.Compat`.
     """
 
     #: Hyperparameters common to every algorithm (see
@@ -155,13 +159,6 @@ class Optimizer:
     _shared = property(lambda self: self._settings.shared)
     _schedules = property(lambda self: self._settings.schedules)
 
-    def __getattr__(self, name):
-        settings = self.__dict__.get("_settings")
-        shared = settings.shared if settings is not None else {}
-        if name in shared:
-            return shared[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def _hyper(self, attr, like):
         """A hyperparameter's shared scalar, cast to ``like``'s dtype."""
         return util.as_float(self._shared[attr], like.dtype)
@@ -213,9 +210,10 @@ class Optimizer:
             The step :math:`\delta`; without momentum the new parameter value
             is ``param - delta``.
         state : list of (SharedVariable, expression)
-            New values of the algorithm's state variables.
+            New values of the algorithm's state variables. By default, runs
+            0.4's ``_get_updates_for`` (:func:`~downhill.legacy.step_from_updates_for`).
         """
-        raise NotImplementedError
+        return legacy.step_from_updates_for(self, param, grad)
 
     def _global_updates(self):
         """New values of optimizer-wide state; a hook, empty by default.
@@ -296,10 +294,9 @@ class Optimizer:
 
         Raises
         ------
-        TypeError
-            For an unknown hyperparameter name.
         ValueError
-            For a value outside its allowed range.
+            For a value outside its allowed range (an unknown name is
+            ignored with a :class:`~downhill.DownhillWarning`).
         """
         self._configure(hyperparameters)
         return list(self._updates())
@@ -421,8 +418,9 @@ class Optimizer:
 
         Raises
         ------
-        TypeError, ValueError
-            At the call, for unknown or invalid hyperparameters and bad data.
+        ValueError
+            At the call, for invalid hyperparameters and bad data (unknown
+            names warn: :class:`~downhill.DownhillWarning`).
         FloatingPointError
             During iteration, when the loss becomes NaN or infinite and
             ``on_nonfinite`` is ``'raise'`` (the default), or after more than

@@ -1,6 +1,13 @@
-"""Mini-batches of data for training and validation."""
+"""Mini-batches of data for training and validation: :class:`Dataset`.
+
+A Dataset draws batches from arrays (fixed contiguous batches in a new
+order every pass, as in downhill 0.4, or freshly reshuffled samples), from
+a callable, or from any iterable of batches; it conforms the arrays to the
+loss's inputs once, and saves and restores its shuffling for checkpoints.
+"""
 
 import copy
+import itertools
 import numbers
 
 import numpy as np
@@ -8,6 +15,20 @@ import numpy as np
 from .util import log
 
 __all__ = ["Dataset"]
+
+_names = itertools.count()  # default names: dataset0, dataset1, ...
+
+
+def _is_array(x):
+    """Whether ``x`` is one input's data (and not a list of them)."""
+    if isinstance(x, np.ndarray) or (hasattr(x, "get_value") and hasattr(x, "type")):
+        return True
+    module = type(x).__module__
+    return module.startswith(("pandas", "scipy.sparse")) and hasattr(x, "shape")
+
+
+def _is_pandas(x):
+    return type(x).__module__.startswith("pandas") and hasattr(x, "iloc")
 
 
 def _to_array(x, index):
@@ -24,38 +45,83 @@ def _to_array(x, index):
         return x
     if hasattr(x, "get_value") and hasattr(x, "type"):  # a pytensor shared variable
         return np.asarray(x.get_value(borrow=True))
-    if hasattr(x, "to_numpy") and type(x).__module__.startswith("pandas"):
-        return x.to_numpy()
+    if _is_pandas(x) and type(x).__name__ in ("Series", "DataFrame"):
+        return x  # batches stay pandas objects, as in downhill 0.4
     if isinstance(x, np.ndarray):
-        return x
+        # a memory-mapped array (or other subclass) as a plain view: no copy
+        return x if type(x) is np.ndarray else np.asarray(x)
     raise ValueError(
         f"input {index} has unsupported type {type(x).__name__}; accepted: numpy arrays, "
         "pandas Series/DataFrame, scipy.sparse CSR/CSC, pytensor shared variables")
 
 
+def _dtype(a):
+    dtypes = getattr(a, "dtypes", None)
+    if dtypes is not None and not hasattr(a, "dtype"):  # a DataFrame
+        return np.result_type(*dtypes) if len(dtypes) else np.dtype("float64")
+    return np.dtype(a.dtype)
+
+
+def _convert(x, dtype):
+    """One item of a batch from a callable or an iterable, as the input's dtype."""
+    if hasattr(x, "tocsr") and hasattr(x, "astype"):  # scipy.sparse
+        return x if x.dtype == dtype else x.astype(dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+def _make_rng(rng):
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    raise ValueError(
+        f"rng must be an int seed, a numpy.random.Generator or a numpy.random.RandomState, "
+        f"got {rng!r}")
+
+
+def _rng_state(rng):
+    if isinstance(rng, np.random.RandomState):
+        return rng.get_state(legacy=False)
+    return rng.bit_generator.state
+
+
 class Dataset:
-    """Batches of data, reshuffled on every pass.
+    """Batches of data for one optimization: arrays, a callable or an iterable.
 
     Parameters
     ----------
-    inputs : list of arrays, or callable
-        One array per symbolic input of the loss (numpy arrays, pandas
-        Series or DataFrames, scipy.sparse CSR/CSC matrices, pytensor shared
-        variables), all of the same length along ``axis``. Or a callable
-        that returns one batch (a list of arrays) per call.
+    inputs : array, list of arrays, callable, or iterable of batches
+        One array per symbolic input of the loss (numpy arrays, including
+        memory-mapped ones, pandas Series or DataFrames, scipy.sparse
+        CSR/CSC matrices, pytensor shared variables), all of the same length
+        along ``axis``; a bare array is the data of a loss with one input.
+        Or a callable that returns one batch (a list or tuple of arrays, one
+        per input) per call. Or an iterable of such batches, as downhill 0.4
+        took: a list of batches (``[[X[:16], Y[:16]], [X[16:], Y[16:]]]``;
+        ``[[]]`` for a loss without inputs) is read in order, one pass per
+        iteration; a generator or other one-shot iterator is read until it
+        ends. A list whose items are arrays is one array per input.
     name : str, optional
-        A name for log messages.
+        A name for messages; default ``dataset0``, ``dataset1``, ...
     batch_size : int, optional
         Samples per batch (default 32); 0 or less means one batch holding
-        everything.
+        everything. Kept as given for a callable or an iterable, whose
+        batches come made.
     iteration_size : int, optional
-        Batches per iteration. Default: one full pass over the arrays, or
-        ``len(inputs)`` for a callable that has a length, else 100.
+        Batches per iteration. Default: one full pass over the arrays or the
+        list; ``len(inputs)`` for a callable that has a length, else 100;
+        for another iterable, one pass (``None``: until it ends).
     axis : int, optional
         The axis along which samples are stacked. Default 0. A negative
         axis counts from the last axis of each input, as in numpy.
-    rng : int or numpy.random.Generator, optional
+    rng : int, numpy.random.Generator or numpy.random.RandomState, optional
         Seed or generator for the shuffling.
+    shuffle_samples : bool, optional
+        How arrays are shuffled. False (default, as downhill 0.4): the
+        batches are fixed contiguous slices of the arrays, and every pass
+        visits them in a new random order, so a batch always holds the same
+        samples. True: every pass permutes the samples afresh, so batches
+        change their composition.
 
     Raises
     ------
@@ -65,56 +131,93 @@ class Dataset:
 
     Notes
     -----
-    At the start of every pass the samples are permuted once into a buffer
-    the dataset owns (your arrays are never changed), and batches are slices
-    of that buffer: along axis 0 of a C-contiguous array they are views, so
-    nothing is copied per batch. With one batch covering everything, the
-    arrays are passed as they are. When every input is a PyTensor shared
-    variable (and ``axis`` is 0), the optimizer slices the batches inside its
-    compiled graph instead, and only a batch number crosses from Python (see
+    Batches of arrays are slices along ``axis``: of your arrays (cast to the
+    inputs' dtype by :meth:`conform`, once, if they differ) with the default
+    shuffling, or with ``shuffle_samples=True`` of a buffer the dataset owns,
+    into which each pass permutes the samples once (your arrays are never
+    changed). Along axis 0 of a C-contiguous array they are views, so
+    nothing is copied per batch. pandas inputs give pandas batches
+    (``.iloc`` slices). When every input is a PyTensor shared variable (and
+    ``axis`` is 0), the optimizer slices the batches inside its compiled
+    graph instead, and only a batch number crosses from Python (see
     :meth:`batch_numbers`); your shared variables are read once and never
     changed.
 
+    Iterating a dataset (``for batch in dataset``, :meth:`iterate`) gives
+    ``iteration_size`` batches as downhill 0.4 did: lists of arrays, or
+    what the callable or the iterable gives, unchanged; the training loop
+    turns each into the step's arguments with :meth:`as_arguments`.
 
     .. warning::
-        The next pass permutes into the same buffer, so a batch's contents
-        change once the pass it came from is over. Use each batch before
-        asking for the next pass's (the training loop does), or copy it:
-        ``list(dataset)`` over more than one pass does not keep the data.
+        With ``shuffle_samples=True`` the next pass permutes into the same
+        buffer, so a batch's contents change once the pass it came from is
+        over. Use each batch before asking for the next pass's (the training
+        loop does), or copy it: ``list(dataset)`` over more than one pass
+        does not keep the data.
     """
 
     def __init__(self, inputs, name=None, batch_size=32, iteration_size=None,
-                 axis=0, rng=None):
-        self.name = name or "dataset"
+                 axis=0, rng=None, shuffle_samples=False):
+        number = next(_names)
+        self.name = name or f"dataset{number}"
         self.axis = axis
-        if isinstance(rng, (numbers.Integral, type(None))) and not isinstance(rng, bool):
-            rng = np.random.default_rng(rng)
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be an int seed or numpy.random.Generator, got {rng!r}")
-        self.rng = rng
+        self.rng = _make_rng(rng)
+        self.shuffle_samples = bool(shuffle_samples)
         if iteration_size is not None and (
                 not isinstance(iteration_size, numbers.Integral) or iteration_size <= 0):
             raise ValueError(f"invalid iteration_size: {iteration_size!r} (must be an integer > 0)")
-
+        self.batch_size = batch_size
+        self.iteration_size = iteration_size
+        #: Set by :meth:`conform`: every batch fits the inputs exactly, so a
+        #: compiled function may skip its input checks (``trust_input``).
+        self.trusted = False
+        #: Set by :meth:`conform`: the inputs were PyTensor shared variables
+        #: and fit exactly, so batches can be sliced inside the compiled graph
+        #: (see :meth:`batch_numbers`).
+        self.in_graph = False
+        #: For a one-shot iterator: it has ended.
+        self.exhausted = False
+        self._converters = None
+        self._arrays = self._callable = self._source = self._iter = None
+        self._position = 0
+        if isinstance(inputs, (str, bytes, dict)):
+            raise ValueError(
+                f"dataset inputs must be arrays, a list of arrays, a callable or an iterable "
+                f"of batches, got {type(inputs).__name__}")
+        if _is_array(inputs):
+            inputs = [inputs]
         if callable(inputs):
-            self._callable = inputs
-            self._arrays = None
+            self._kind, self._callable = "callable", inputs
             if iteration_size is None:
                 try:
-                    iteration_size = len(inputs)
+                    self.iteration_size = len(inputs)
                 except TypeError:
-                    iteration_size = 100
-            self.iteration_size = iteration_size
-            self._converters = None
-            self.trusted = self.in_graph = False
-            return
+                    self.iteration_size = 100
+        elif isinstance(inputs, (list, tuple)):
+            if inputs and all(isinstance(b, (list, tuple)) for b in inputs):
+                self._kind, self._source = "batches", list(inputs)
+                self.iteration_size = iteration_size or len(inputs)
+            else:
+                self._kind = "arrays"
+                self._init_arrays(inputs)
+        else:
+            try:
+                iterator = iter(inputs)
+            except TypeError:
+                raise ValueError(
+                    f"dataset inputs must be arrays, a list of arrays, a callable or an "
+                    f"iterable of batches, got {type(inputs).__name__}") from None
+            if iterator is inputs:
+                self._kind, self._iter = "stream", iterator
+            else:
+                self._kind, self._source = "iterable", inputs
+                if iteration_size is None and hasattr(inputs, "__len__"):
+                    self.iteration_size = len(inputs)
 
-        self._callable = None
-        if not isinstance(inputs, (list, tuple)):
-            raise ValueError(
-                f"dataset inputs must be a list of arrays or a callable, got {type(inputs).__name__}")
+    def _init_arrays(self, inputs):
         if not inputs:
             raise ValueError("dataset inputs are empty: give one array per input of the loss")
+        axis = self.axis
         arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
         lengths = []
         for i, a in enumerate(arrays):
@@ -132,22 +235,16 @@ class Dataset:
         self._arrays = arrays
         self._from_shared = all(hasattr(x, "get_value") for x in inputs)
         self._count = lengths[0]
+        batch_size = self.batch_size
         if batch_size is None or batch_size <= 0 or batch_size >= self._count:
             batch_size = self._count
         self.batch_size = int(batch_size)
         self._starts = list(range(0, self._count, self.batch_size))
-        self.iteration_size = iteration_size or len(self._starts)
+        self.iteration_size = self.iteration_size or len(self._starts)
         self._buffers = None
-        self._perm = None
+        self._perm = None  # the current pass's order: of samples or of batches
         self._shuffles = True
         self._position = len(self._starts)  # a pass starts on first use
-        #: Set by :meth:`conform`: every batch fits the inputs exactly, so a
-        #: compiled function may skip its input checks (``trust_input``).
-        self.trusted = False
-        #: Set by :meth:`conform`: the inputs were PyTensor shared variables
-        #: and fit exactly, so batches can be sliced inside the compiled graph
-        #: (see :meth:`batch_numbers`).
-        self.in_graph = False
 
     def __repr__(self):
         return f"<Dataset {self.name!r}: {self.iteration_size} batches per iteration>"
@@ -155,7 +252,12 @@ class Dataset:
     @property
     def is_callable(self):
         """Whether batches come from a callable."""
-        return self._callable is not None
+        return self._kind == "callable"
+
+    @property
+    def is_stream(self):
+        """Whether batches come from a one-shot iterator (a generator), read once."""
+        return self._kind == "stream"
 
     def conform(self, variables):
         """Check the data against the symbolic inputs and cast it once.
@@ -180,10 +282,12 @@ class Dataset:
         ``in_graph`` tells whether, moreover, the data came as PyTensor
         shared variables batched along axis 0: the optimizer then slices the
         batches inside its compiled graph and passes only a batch number.
+        Batches from a callable or an iterable are converted one by one by
+        :meth:`as_arguments`.
         """
         self.trusted = self.in_graph = False
-        if self._callable is not None:
-            self._converters = [str(v.dtype) for v in variables]
+        if self._kind != "arrays":
+            self._converters = [np.dtype(v.dtype) for v in variables]
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
@@ -197,13 +301,13 @@ class Dataset:
             if ndim is not None and a.ndim != ndim:
                 raise ValueError(
                     f"{self.name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
-            dtype = np.dtype(v.dtype)
-            if a.dtype != dtype:
-                if not np.can_cast(a.dtype, dtype, casting="same_kind"):
+            dtype, have = np.dtype(v.dtype), _dtype(a)
+            if have != dtype:
+                if not np.can_cast(have, dtype, casting="same_kind"):
                     raise ValueError(
-                        f"{self.name} input {i} ({v.name}) has dtype {a.dtype}, which "
+                        f"{self.name} input {i} ({v.name}) has dtype {have}, which "
                         f"cannot become {dtype}")
-                log.debug("%s: casting input %d from %s to %s", self.name, i, a.dtype, dtype)
+                log.debug("%s: casting input %d from %s to %s", self.name, i, have, dtype)
                 self._arrays[i] = a.astype(dtype)
                 changed = True
         if changed:
@@ -216,21 +320,61 @@ class Dataset:
         self.trusted = all(self._fits(a, v) for a, v in zip(self._arrays, variables))
         self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
+    def as_arguments(self, batch):
+        """The arrays a batch of this dataset passes to a compiled function.
+
+        Parameters
+        ----------
+        batch : object
+            A batch from iterating this dataset.
+
+        Returns
+        -------
+        list or tuple of arrays
+            A batch of arrays as it is; what a callable or an iterable gave
+            as a list (a bare array becoming a one-item list) of arrays of the
+            inputs' dtypes, once :meth:`conform` has run.
+
+        Raises
+        ------
+        ValueError
+            If the batch holds another number of arrays than the loss has
+            inputs.
+        """
+        if self._kind == "arrays":
+            return batch
+        if not isinstance(batch, (list, tuple)):
+            batch = [batch]
+        if self._converters is not None:
+            if len(batch) != len(self._converters):
+                source = "callable returned" if self._kind == "callable" else "batch holds"
+                raise ValueError(
+                    f"{self.name}: the {source} {len(batch)} arrays, but the loss has "
+                    f"{len(self._converters)} inputs")
+            batch = [_convert(x, d) for x, d in zip(batch, self._converters)]
+        return batch
+
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
 
         Returns
         -------
         dict
-            ``rng`` (the generator's state), and for arrays ``position``
-            (batches of the current pass already given) and ``perm`` (the
-            current pass's permutation, or None before the first pass or
-            without shuffling). A callable's own state is not included.
+            ``rng`` (the generator's state). For arrays also ``position``
+            (batches of the current pass already given), ``perm`` (the
+            current pass's order, of the batches or, with
+            ``shuffle_samples``, of the samples; None before the first pass
+            or without shuffling) and ``shuffle_samples``; for a list of
+            batches ``position``. A callable's or an iterator's own state is
+            not included.
         """
-        state = {"rng": self.rng.bit_generator.state}
-        if self._callable is None:
+        state = {"rng": _rng_state(self.rng)}
+        if self._kind == "arrays":
             state["position"] = self._position
             state["perm"] = None if self._perm is None else self._perm.copy()
+            state["shuffle_samples"] = self.shuffle_samples
+        elif self._kind == "batches":
+            state["position"] = self._position
         return state
 
     def load_state_dict(self, state):
@@ -240,50 +384,72 @@ class Dataset:
         ----------
         state : dict
             A state from :meth:`state_dict` of a dataset with the same
-            samples and batch size.
+            samples, batch size and shuffling.
 
         Raises
         ------
         ValueError
             If the state does not fit this dataset (another number of
-            samples or batches, or another kind of random generator).
+            samples or batches, another shuffling, or another kind of random
+            generator).
         """
         rng = state.get("rng")
-        kind = type(self.rng.bit_generator).__name__
-        if not isinstance(rng, dict) or rng.get("bit_generator") != kind:
+        legacy = isinstance(self.rng, np.random.RandomState)
+        kind = "MT19937" if legacy else type(self.rng.bit_generator).__name__
+        if (not isinstance(rng, dict) or rng.get("bit_generator") != kind
+                or legacy != ("has_gauss" in rng)):
+            what = "numpy.random.RandomState" if legacy else kind
             raise ValueError(
-                f"dataset {self.name!r}: saved random state is not a {kind} state")
-        if self._callable is None:
-            position, perm = state.get("position"), state.get("perm")
-            if not isinstance(position, int) or not 0 <= position <= len(self._starts):
+                f"dataset {self.name!r}: saved random state is not a {what} state")
+        position, perm = state.get("position"), state.get("perm")
+        if self._kind in ("arrays", "batches"):
+            passes = len(self._starts) if self._kind == "arrays" else len(self._source)
+            if not isinstance(position, int) or not 0 <= position <= passes:
                 raise ValueError(
                     f"dataset {self.name!r}: saved position {position!r} does not fit "
-                    f"its {len(self._starts)} batches per pass")
-            if perm is not None:
-                perm = np.asarray(perm)
-                if perm.shape != (self._count,) or not np.array_equal(
-                        np.sort(perm), np.arange(self._count)):
-                    raise ValueError(
-                        f"dataset {self.name!r}: saved permutation does not fit its "
-                        f"{self._count} samples")
-        self.rng.bit_generator.state = rng
-        if self._callable is None:
+                    f"its {passes} batches per pass")
+        if self._kind == "arrays" and perm is not None:
+            saved = state.get("shuffle_samples", True)  # states before 0.5 shuffled samples
+            if saved != self.shuffle_samples:
+                raise ValueError(
+                    f"dataset {self.name!r}: the saved state shuffles "
+                    f"{'samples' if saved else 'batches'}; create the dataset with "
+                    f"shuffle_samples={saved!r} to resume it")
+            size = self._count if self.shuffle_samples else len(self._starts)
+            perm = np.asarray(perm)
+            if perm.shape != (size,) or not np.array_equal(np.sort(perm), np.arange(size)):
+                raise ValueError(
+                    f"dataset {self.name!r}: saved permutation does not fit its "
+                    f"{size} {'samples' if self.shuffle_samples else 'batches'}")
+        if legacy:
+            self.rng.set_state(rng)
+        else:
+            self.rng.bit_generator.state = rng
+        if self._kind == "arrays":
             if perm is not None:
                 self._permute(perm)
             self._position = position if perm is not None else len(self._starts)
+        elif self._kind == "batches":
+            self._position = position
 
     def in_order(self):
         """The same data in batches without shuffling, one full pass per iteration.
 
         Used to validate on the training data without disturbing the
-        training batches' order; the arrays are shared, not copied. A
-        dataset drawing from a callable is returned as it is.
+        training batches' order; the arrays are shared, not copied. A list
+        of batches gives a view reading the whole list from its start; a
+        dataset drawing from a callable or an iterator is returned as it is.
 
         Returns
         -------
         Dataset
         """
-        if self._callable is not None:
+        if self._kind == "batches":
+            view = copy.copy(self)
+            view._position = 0
+            view.iteration_size = len(self._source)
+            return view
+        if self._kind != "arrays":
             return self
         view = copy.copy(self)
         view._shuffles = False
@@ -309,34 +475,59 @@ class Dataset:
         return all(s is None if axis == self.axis % array.ndim else s in (None, n)
                    for axis, (s, n) in enumerate(zip(shape, array.shape)))
 
-    def _shuffle(self):
-        """Start a new pass: permute the samples into the owned buffers."""
+    def shuffle(self):
+        """Start a new pass over the arrays in a new random order now.
+
+        As in downhill 0.4. Without effect for a callable, an iterable, a
+        single batch, or a view from :meth:`in_order`.
+        """
+        if self._kind == "arrays":
+            self._new_pass(shuffle=True)
+
+    def _new_pass(self, shuffle=True):
+        """Start a pass: a new order (unless ``shuffle`` is false and there is one)."""
         self._position = 0
         if len(self._starts) == 1 or not self._shuffles:
             self._buffers = self._arrays
             return
-        self._permute(self.rng.permutation(self._count))
+        if shuffle or self._perm is None:
+            size = self._count if self.shuffle_samples else len(self._starts)
+            self._permute(self.rng.permutation(size))
 
     def _permute(self, perm):
-        """Fill the owned buffers with the samples in the order ``perm``."""
+        """Put the pass in the order ``perm``: of the batches, or of the samples
+        (permuted into the owned buffers) with ``shuffle_samples``."""
         self._perm = perm
+        if not self.shuffle_samples:
+            self._buffers = self._arrays
+            return
         if self._buffers is None or self._buffers is self._arrays:
             self._buffers = [None] * len(self._arrays)
         for i, a in enumerate(self._arrays):
+            first = self.axis % a.ndim == 0
             if isinstance(a, np.ndarray):
                 out = self._buffers[i]
                 if out is None:
-                    out = self._buffers[i] = np.empty_like(
-                        a, order="C" if self.axis % a.ndim == 0 else "K")
+                    out = self._buffers[i] = np.empty_like(a, order="C" if first else "K")
                 np.take(a, perm, axis=self.axis, out=out)
-            elif self.axis % a.ndim == 0:
-                self._buffers[i] = a[perm]
+            elif _is_pandas(a):
+                self._buffers[i] = a.iloc[perm] if first else a.iloc[:, perm]
             else:
-                self._buffers[i] = a[:, perm]
+                self._buffers[i] = a[perm] if first else a[:, perm]
+
+    def _batch_index(self):
+        """The index (in the buffers) of the pass's next batch; advances the pass."""
+        k = self._position
+        self._position += 1
+        if self._perm is not None and not self.shuffle_samples:
+            k = int(self._perm[k])
+        return k
 
     def _slice(self, array, start):
         index = [slice(None)] * array.ndim
         index[self.axis] = slice(start, start + self.batch_size)
+        if _is_pandas(array):
+            return array.iloc[tuple(index)]
         return array[tuple(index)]
 
     def batch_weight(self, batch):
@@ -345,18 +536,18 @@ class Dataset:
         Parameters
         ----------
         batch : list of arrays
-            A batch this dataset produced.
+            A batch this dataset produced, through :meth:`as_arguments`.
 
         Returns
         -------
         int
-            Its size along the batch axis (axis 0 for a callable's batches).
+            Its size along the batch axis (axis 0 for a callable's or an
+            iterable's batches).
         """
         if not batch:
             return 1
-        first = batch[0]
-        shape = getattr(first, "shape", ())
-        if self._callable is not None:
+        shape = getattr(batch[0], "shape", ())
+        if self._kind != "arrays":
             return shape[0] if shape else 1
         return shape[self.axis]
 
@@ -370,36 +561,71 @@ class Dataset:
         list object until a pass reshuffles into new arrays; later passes
         permute in place, into the same arrays.
         """
-        if self._callable is not None:
-            raise ValueError(f"{self.name}: a callable dataset has no buffers to index")
+        if self._kind != "arrays":
+            raise ValueError(f"{self.name}: a dataset of batches has no buffers to index")
         if getattr(self, "_numbers", None) is None:
             self._numbers = [np.asarray(k, dtype=np.int64) for k in range(len(self._starts))]
         for _ in range(self.iteration_size):
             if self._position >= len(self._starts):
-                self._shuffle()
-            k = self._position
-            self._position += 1
+                self._new_pass()
+            k = self._batch_index()
             yield self._numbers[k], min(self.batch_size, self._count - self._starts[k]), \
                 self._buffers
 
     def __iter__(self):
-        """Yield ``iteration_size`` batches, each a list of arrays."""
-        if self._callable is not None:
-            for _ in range(self.iteration_size):
-                batch = self._callable()
-                if not isinstance(batch, (list, tuple)):
-                    batch = [batch]
-                if self._converters is not None:
-                    if len(batch) != len(self._converters):
-                        raise ValueError(
-                            f"{self.name}: the callable returned {len(batch)} arrays, but "
-                            f"the loss has {len(self._converters)} inputs")
-                    batch = [np.asarray(x, dtype=d) for x, d in zip(batch, self._converters)]
-                yield batch
+        """Yield ``iteration_size`` batches, as :meth:`iterate` does."""
+        return self.iterate(shuffle=True)
+
+    def iterate(self, shuffle=True):
+        """Yield ``iteration_size`` batches.
+
+        Parameters
+        ----------
+        shuffle : bool, optional
+            Whether a pass over the arrays that starts on the way comes in a
+            new random order (default); False repeats the current order.
+
+        Yields
+        ------
+        batch
+            For arrays, a list with one slice of each array; for a callable
+            or an iterable, what it gives, unchanged. A one-shot iterator
+            that ends stops the iteration early (and sets ``exhausted``).
+        """
+        if self._kind != "arrays":
+            yield from self._external()
             return
         for _ in range(self.iteration_size):
             if self._position >= len(self._starts):
-                self._shuffle()
-            start = self._starts[self._position]
-            self._position += 1
+                self._new_pass(shuffle)
+            start = self._starts[self._batch_index()]
             yield [self._slice(b, start) for b in self._buffers]
+
+    def _external(self):
+        """Batches of a callable, a list of batches or an iterable."""
+        count = self.iteration_size
+        given, fresh = 0, False
+        while count is None or given < count:
+            if self._kind == "callable":
+                batch = self._callable()
+            elif self._kind == "batches":
+                if self._position >= len(self._source):
+                    self._position = 0
+                batch = self._source[self._position]
+                self._position += 1
+            else:
+                if self._iter is None:
+                    self._iter, fresh = iter(self._source), True
+                try:
+                    batch = next(self._iter)
+                except StopIteration:
+                    if self._kind == "stream":
+                        self.exhausted = True
+                        return
+                    self._iter = None  # the next pass starts over
+                    if count is None or fresh:
+                        return  # one pass per iteration (or an empty iterable)
+                    continue
+                fresh = False
+            given += 1
+            yield batch

@@ -4,7 +4,9 @@ optimizer has in force: defaults, shared scalars and schedules.
 
 One declaration (name, default, type, range) drives validation, the
 documentation tables, the command line's options and ``downhill
-algorithms``.
+algorithms``. A keyword no declaration knows is ignored with one
+:class:`~downhill.DownhillWarning` per optimizer and name, as downhill 0.4
+accepted every keyword; values of known names are always validated.
 """
 
 import math
@@ -13,9 +15,9 @@ import numbers
 import numpy as np
 import pytensor
 
-from . import validation
+from . import util, validation
 
-__all__ = ["Hyper", "COMMON", "declarations", "Settings"]
+__all__ = ["Hyper", "COMMON", "ALIASES", "declarations", "Settings"]
 
 
 class Hyper:
@@ -226,6 +228,14 @@ COMMON = (
 )
 
 
+#: Keywords downhill 0.4 documented as deprecated synonyms, and the
+#: hyperparameter each stands for (applied as that one, with a warning).
+ALIASES = {
+    "max_gradient_clip": "max_gradient_elem",
+    "gradient_clip": "max_gradient_elem",
+}
+
+
 def declarations(cls):
     """All hyperparameter declarations of an optimizer class.
 
@@ -270,6 +280,7 @@ class Settings:
         self.declared = declared
         self.dtype = dtype
         self.owner = owner
+        self.warned = set()  # unknown names already warned about
         self.defaults = {name: h.default for name, h in declared.items()}
         self.defaults.update(self.check(given))
         self.shared = {
@@ -280,7 +291,14 @@ class Settings:
         self.schedule_states = {}  # saved with a checkpoint, for the next run
 
     def check(self, given):
-        """Validate named values; see :func:`downhill.validation.check_hypers`.
+        """Validate named values; ignore unknown names with a warning.
+
+        A name no declaration knows gives one
+        :class:`~downhill.DownhillWarning` per optimizer and name (naming
+        the closest known name, if one is close) and is left out; one of
+        :data:`ALIASES` stands for its hyperparameter, with a warning. The
+        known values are checked by
+        :func:`downhill.validation.check_hypers`.
 
         Parameters
         ----------
@@ -290,9 +308,38 @@ class Settings:
         Returns
         -------
         dict
-            The values converted to their declared kinds.
+            The known values converted to their declared kinds.
+
+        Raises
+        ------
+        ValueError
+            For a value outside its allowed range, or a synonym given
+            together with its hyperparameter.
         """
-        return validation.check_hypers(self.declared, given, self.owner)
+        known = {}
+        for name, value in given.items():
+            target = ALIASES.get(name)
+            if name in self.declared:
+                known[name] = value
+            elif target in self.declared:
+                if target in given:
+                    raise ValueError(
+                        f"{name} and {target} are both given: {name} is downhill 0.4's "
+                        f"synonym of {target}; give only {target}")
+                self._warn_once(name, f"{name!r} is downhill 0.4's deprecated synonym of "
+                                      f"{target!r}, applied as {target}={value!r}")
+                known[target] = value
+            else:
+                close = util.closest_name(name, self.declared)
+                hint = f"; did you mean {close!r}?" if close else ""
+                self._warn_once(name, f"unknown hyperparameter {name!r} for {self.owner}, "
+                                      f"ignored{hint}")
+        return validation.check_hypers(self.declared, known, self.owner)
+
+    def _warn_once(self, name, message):
+        if name not in self.warned:
+            self.warned.add(name)
+            util.warn(message)
 
     def configure(self, given, updates):
         """Put the defaults with ``given`` applied in force; write the shared scalars.

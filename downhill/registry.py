@@ -2,8 +2,12 @@
 
 The registry is an explicit dict filled by the :func:`register` decorator;
 ``build`` looks names up there and the command line offers the same names.
+A name not registered is looked up among the subclasses of
+:class:`~downhill.Optimizer` by lower-cased class name, as downhill 0.4 found
+every subclass; such classes are not added to the registry.
 """
 
+from . import legacy
 from .base import Optimizer
 
 __all__ = ["ALGORITHMS", "register", "build"]
@@ -78,17 +82,40 @@ def build(algo, loss=None, params=None, inputs=None, updates=(), monitors=(),
     Returns
     -------
     Optimizer
-        An instance of the named algorithm.
+        An instance of the named algorithm: the registered class, else the
+        subclass of :class:`~downhill.Optimizer` of that lower-cased name
+        (``'straight'`` finds ``class Straight(downhill.Optimizer)``; of
+        several definitions, the newest).
 
     Raises
     ------
     ValueError
-        If no algorithm has that name; the message lists the known names.
+        If no algorithm has that name (the message lists the known names),
+        or if a class of yours has the name of a registered algorithm, which
+        ``build`` would not give you (downhill 0.4 did).
     """
+    return _lookup(algo)(loss, params=params, inputs=inputs, updates=updates,
+                         monitors=monitors, monitor_gradients=monitor_gradients, **kwargs)
+
+
+def _lookup(algo):
+    """The class ``build`` makes for a name."""
     key = algo.lower() if isinstance(algo, str) else algo
-    if key not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm {algo!r}; known algorithms: {', '.join(sorted(ALGORITHMS))}")
-    return ALGORITHMS[key](loss, params=params, inputs=inputs, updates=updates,
-                           monitors=monitors, monitor_gradients=monitor_gradients,
-                           **kwargs)
+    found = legacy.find_subclass(Optimizer, key) if isinstance(key, str) else []
+    if key in ALGORITHMS:
+        registered = ALGORITHMS[key]
+        mine = [c for c in found if c is not registered and c not in ALGORITHMS.values()
+                and not c.__module__.startswith("downhill.")]
+        if mine:
+            raise ValueError(
+                f"algorithm name {key!r} is ambiguous: it names the built-in "
+                f"{registered.__module__}.{registered.__name__}, and your class "
+                f"{mine[0].__module__}.{mine[0].__name__} has the same name (downhill 0.4 "
+                "gave yours). Rename your class, or register it under another name: "
+                "@downhill.register(name='my-name')")
+        return registered
+    if found:
+        return found[0]
+    raise ValueError(
+        f"unknown algorithm {algo!r}; known algorithms: {', '.join(sorted(ALGORITHMS))} "
+        "(or the lower-cased name of a subclass of downhill.Optimizer)")

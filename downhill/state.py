@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, validation
 from .runstate import RunState
 from .util import log
 
@@ -170,8 +170,8 @@ def load_state_dict(opt, state, datasets=None):
     hypers = state.get("hyperparameters", {})
     if not isinstance(hypers, dict):
         raise ValueError(f"state field hyperparameters must be a table, got {hypers!r}")
-    try:
-        hypers = opt._check_hypers(hypers)
+    try:  # strict: a saved state names only this algorithm's hyperparameters
+        hypers = validation.check_hypers(opt._settings.declared, hypers, type(opt).__name__)
     except TypeError as error:
         raise ValueError(f"state does not fit: {error}") from None
     params = dict(zip(opt._keys, opt._params))

@@ -34,6 +34,10 @@ def _need_loss(opt, call):
             "loop")
 
 
+class _EndOfData(Exception):
+    """Internal: a one-shot iterator of training batches has ended."""
+
+
 def as_dataset(opt, data, name, batch_size=32, ordered=False):
     """Wrap data into a Dataset conformed to the optimizer's inputs.
 
@@ -41,8 +45,8 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
     ----------
     opt : Optimizer
         The optimizer whose inputs the data must fit.
-    data : Dataset, list of arrays, callable or None
-        The data.
+    data : Dataset, array, list of arrays, callable, iterable of batches or None
+        The data (see :class:`~downhill.Dataset`).
     name : str
         ``'train'``, ``'valid'`` or ``'evaluation'``, for messages.
     batch_size : int, optional
@@ -62,14 +66,15 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
                 f"no {name} data given, but the loss has inputs "
                 f"{[v.name for v in opt._inputs]}; pass {name}=[arrays...]")
         dataset = Dataset(lambda: [], name=name, iteration_size=1)
-    elif callable(data):
-        dataset = Dataset(data, name=name)
     else:
-        if not isinstance(data, (list, tuple)):
+        try:
+            dataset = Dataset(data, name=name, batch_size=batch_size)
+        except ValueError as error:
+            if not str(error).startswith("dataset inputs must be"):
+                raise
             raise ValueError(
-                f"{name} data must be a Dataset, a list of arrays (one per input), "
-                f"a callable or None, got {type(data).__name__}")
-        dataset = Dataset(data, name=name, batch_size=batch_size)
+                f"{name} data must be a Dataset, arrays (one per input), a callable, an "
+                f"iterable of batches or None, got {type(data).__name__}") from None
         if ordered:
             dataset = dataset.in_order()
     dataset.conform(opt._inputs)
@@ -134,7 +139,8 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=
         batches = opt._functions.graph_batches(dataset)
     else:
         fn.trust_input = getattr(dataset, "trusted", False)
-        batches = ((batch, dataset.batch_weight(batch)) for batch in dataset)
+        convert = dataset.as_arguments
+        batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, dataset))
     sums = None
     total = 0
     for batch, weight in batches:
@@ -165,6 +171,8 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=
     if sums is None:
         if guarded and skips.count:
             return collections.OrderedDict((n, math.nan) for n in names), True
+        if train and dataset.exhausted:
+            raise _EndOfData()
         raise ValueError(f"dataset {dataset.name!r} gave no batches")
     means = (s / total for s in sums)
     return collections.OrderedDict(zip(names, means)), True
@@ -230,6 +238,10 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     validation.check_mode(mode)
     train = as_dataset(opt, train, "train", batch_size)
     if valid is None:
+        if train.is_stream:
+            raise ValueError(
+                "train is a one-shot iterator (a generator), which validating on it would "
+                "use up: pass valid=... too, or give train as a list of batches or a callable")
         valid = train.in_order()
         datasets = {"train": train}
     else:
@@ -275,9 +287,10 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
     label = type(opt).__name__
     count = 0
     failure = None
+    ended = False  # a one-shot iterator of training batches ran out
     try:
         while True:
-            done = max_updates is not None and count >= max_updates
+            done = ended or (max_updates is not None and count >= max_updates)
             due = (run.iteration - run.run_start) % settings["validate_every"] == 0
             if (done or due) and not run.fresh_validation:
                 _validate(opt, valid, settings)
@@ -288,8 +301,13 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
             if done:
                 break
             run.fresh_validation = False  # from the first batch on, even if interrupted
-            training, finite = run_batches(opt, step, train, names, guarded, train=True,
-                                           skips=skips)
+            try:
+                training, finite = run_batches(opt, step, train, names, guarded, train=True,
+                                               skips=skips)
+            except _EndOfData:
+                log.info("the training data ended after %d iterations", count)
+                ended = True
+                continue
             count += 1
             run.iteration += 1
             if not finite:

@@ -1,10 +1,14 @@
-"""Helpers shared by the optimizers: logging, dtype casting, state variables,
-graph walking, unique names, close-match suggestions and compiling functions."""
+"""Helpers shared by the optimizers: logging, warnings, dtype casting, state
+variables, graph walking, unique names, close-match suggestions and compiling
+functions."""
 
 import collections
 import difflib
 import logging
 import math
+import os
+import sys
+import warnings
 
 import numpy as np
 import pytensor
@@ -14,6 +18,8 @@ from pytensor.graph.basic import Constant, Variable
 
 __all__ = [
     "log",
+    "DownhillWarning",
+    "warn",
     "as_float",
     "shared_like",
     "find_inputs_and_params",
@@ -27,15 +33,48 @@ __all__ = [
 log = logging.getLogger("downhill")
 
 
-def as_float(value, dtype):
+class DownhillWarning(UserWarning):
+    """A call downhill accepts but partly ignores, e.g. an unknown keyword.
+
+    Issued through :func:`warnings.warn`, so the usual filters apply:
+    ``warnings.simplefilter("error", downhill.DownhillWarning)`` turns these
+    into errors, ``"ignore"`` silences them.
+    """
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(message):
+    """Issue a :class:`DownhillWarning` attributed to the caller's code.
+
+    The warning points at the first frame outside the downhill package, so
+    that the default filters show it once per line of the calling script.
+
+    Parameters
+    ----------
+    message : str
+        The warning's text.
+    """
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is warn's caller
+    while frame is not None and os.path.dirname(
+            os.path.abspath(frame.f_code.co_filename)) == _PACKAGE:
+        level += 1
+        frame = frame.f_back
+    warnings.warn(message, DownhillWarning, stacklevel=level)
+
+
+def as_float(value, dtype=None):
     """Cast a Python number or symbolic scalar to a float dtype.
 
     Parameters
     ----------
     value : number or pytensor Variable
         The value to cast.
-    dtype : str or numpy.dtype
+    dtype : str or numpy.dtype, optional
         The float dtype the result should have (usually the parameter's).
+        Default: ``pytensor.config.floatX``, as downhill 0.4's one-argument
+        ``as_float(x)``.
 
     Returns
     -------
@@ -44,13 +83,13 @@ def as_float(value, dtype):
         PyTensor would otherwise turn a Python float such as ``0.1`` into a
         float64 constant and silently upcast a float32 model.
     """
-    dtype = str(np.dtype(dtype))
+    dtype = str(np.dtype(pytensor.config.floatX if dtype is None else dtype))
     if isinstance(value, Variable):
         return value if value.dtype == dtype else pt.cast(value, dtype)
     return pt.constant(np.asarray(value, dtype=dtype))
 
 
-def shared_like(param, suffix, name=None, value=0):
+def shared_like(param, suffix, init=0, name=None):
     """Make a state variable shaped like a parameter.
 
     Parameters
@@ -60,10 +99,11 @@ def shared_like(param, suffix, name=None, value=0):
     suffix : str
         Appended to the parameter's name: ``w`` and ``"g2_ewma"`` give
         ``w_g2_ewma``.
+    init : float, optional
+        Initial value of every element. Defaults to 0. (The third
+        positional argument, as in downhill 0.4.)
     name : str, optional
         The parameter's name to use instead of ``param.name``.
-    value : float, optional
-        Initial value of every element. Defaults to 0.
 
     Returns
     -------
@@ -72,9 +112,9 @@ def shared_like(param, suffix, name=None, value=0):
         (broadcast) shape.
     """
     current = param.get_value(borrow=True)
-    init = np.full(current.shape, value, dtype=current.dtype)
+    value = np.full(current.shape, init, dtype=current.dtype)
     base = name or param.name
-    return pytensor.shared(init, name=f"{base}_{suffix}", shape=param.type.shape)
+    return pytensor.shared(value, name=f"{base}_{suffix}", shape=param.type.shape)
 
 
 def _roots(outputs, stop=()):
@@ -141,10 +181,16 @@ def halflife_to_decay(halflife):
     return math.exp(-math.log(2) / halflife)
 
 
+def closest_name(name, known):
+    """The known name closest to ``name`` (difflib), or None when none is close."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return close[0] if close else None
+
+
 def unknown_name_error(name, known, what):
     """A ``TypeError`` for an unknown keyword, suggesting the closest name."""
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = closest_name(name, known)
+    hint = f"; did you mean {close!r}?" if close else ""
     return TypeError(
         f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")
 

@@ -71,7 +71,7 @@ class StateVariables:
         index = self.index(param)
         key = (index, suffix)
         if key not in self.variables:
-            self.variables[key] = shared_like(param, suffix, self._names[index], value)
+            self.variables[key] = shared_like(param, suffix, value, name=self._names[index])
             self.initial[key] = value
         return self.variables[key]
 
@@ -117,6 +117,50 @@ class StateVariables:
         if key not in self.variables:
             self.variables[key] = pytensor.shared(make(index), name=f"{self._names[index]}_rng")
         return self.variables[key]
+
+    def adopt(self, param, var, taken=()):
+        """Keep a state variable of ``param`` that an algorithm made itself.
+
+        For downhill 0.4 algorithms (``_get_updates_for``), which make their
+        state with ``downhill.util.shared_like(param, suffix)``: the variable
+        is kept under the suffix of its name (``w_g2`` gives ``g2``), so it
+        is listed, saved and restored like the others, and reset to its
+        initial value if it was made uniform.
+
+        Parameters
+        ----------
+        param : SharedVariable
+            One of the parameters.
+        var : SharedVariable
+            The algorithm's variable.
+        taken : collection of SharedVariable, optional
+            Variables already kept for this graph, which ``var`` must not
+            be merged with.
+
+        Returns
+        -------
+        SharedVariable
+            ``var``, or the variable already kept under that name if it has
+            the same type (a second graph built by the same algorithm then
+            continues from the first one's state).
+        """
+        if any(v is var for v in self.variables.values()):
+            return var
+        index = self.index(param)
+        prefix = f"{self._names[index]}_"
+        suffix = var.name or "state"
+        suffix = suffix[len(prefix):] if suffix.startswith(prefix) and suffix != prefix else suffix
+        key, n = (index, suffix), 1
+        while key in self.variables:
+            kept = self.variables[key]
+            if kept.type == var.type and all(kept is not t for t in taken):
+                return kept
+            key, n = (index, f"{suffix}{n}"), n + 1
+        self.variables[key] = var
+        value = np.asarray(var.get_value(borrow=True))
+        if value.dtype != object and value.size and (value == value.flat[0]).all():
+            self.initial[key] = value.flat[0].item()
+        return var
 
     def name(self, key):
         """The name of a state variable in checkpoints: ``w_g2_ewma``, ``t``.

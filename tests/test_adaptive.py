@@ -270,7 +270,8 @@ DOCUMENTED = {
     "adagrad": dict(rms_regularizer=1e-8),
     "adadelta": dict(rms_halflife=14.0, rms_regularizer=1e-8),
     "esgd": dict(rms_halflife=14.0, rms_regularizer=1e-8, hv_method="rop", seed=0),
-    "adam": dict(beta1_halflife=7.0, beta2_halflife=69.0, rms_regularizer=1e-8),
+    "adam": dict(beta1_halflife=7.0, beta2_halflife=69.0, rms_regularizer=1e-8,
+                 beta1_decay=1.0),
 }
 COMMON = set(downhill.Optimizer.hyperparameters())
 
@@ -290,7 +291,8 @@ def test_defaults(algo):
               "beta1_halflife": ("beta1", gamma(7)), "beta2_halflife": ("beta2", gamma(69)),
               "rprop_increase": ("step_increase", 1.01),
               "rprop_decrease": ("step_decrease", 0.99),
-              "rprop_min_step": ("min_step", 0.0), "rprop_max_step": ("max_step", 100.0)}
+              "rprop_min_step": ("min_step", 0.0), "rprop_max_step": ("max_step", 100.0),
+              "beta1_decay": ("beta1_decay", 1.0)}
     for name in DOCUMENTED[algo]:
         if name in shared:
             attr, value = shared[name]

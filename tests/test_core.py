@@ -197,7 +197,8 @@ def test_errors():
     with pytest.raises(ValueError, match="no parameters"):
         downhill.build("sgd", pt.scalar("a") ** 2)
     opt = downhill.build("rmsprop", loss)
-    with pytest.raises(TypeError, match="learning_rte.*did you mean 'learning_rate'"):
+    # unknown names are accepted, as in downhill 0.4, but never silently
+    with pytest.warns(downhill.DownhillWarning, match="learning_rte.*did you mean 'learning_rate'"):
         opt.get_updates(learning_rte=0.1)
     with pytest.raises(ValueError, match=r"invalid learning_rate: -1.*> 0"):
         opt.get_updates(learning_rate=-1)

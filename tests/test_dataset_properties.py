@@ -72,11 +72,12 @@ def batches_per_pass(n, batch_size):
 
 
 @settings(max_examples=150, deadline=None)
-@given(datasets(), st.one_of(st.none(), st.integers(1, 7)), st.integers(0, 2 ** 32 - 1))
-def test_every_sample_once_per_pass_and_aligned(args, iteration_size, seed):
+@given(datasets(), st.one_of(st.none(), st.integers(1, 7)), st.integers(0, 2 ** 32 - 1),
+       st.booleans())
+def test_every_sample_once_per_pass_and_aligned(args, iteration_size, seed, shuffle_samples):
     n, arrays, axis, batch_size = args
     ds = Dataset(arrays, batch_size=batch_size, iteration_size=iteration_size, axis=axis,
-                 rng=seed)
+                 rng=seed, shuffle_samples=shuffle_samples)
     per_pass = batches_per_pass(n, batch_size)
     assert ds.iteration_size == (iteration_size or per_pass)
     size = n if per_pass == 1 else batch_size
@@ -98,7 +99,13 @@ def test_every_sample_once_per_pass_and_aligned(args, iteration_size, seed):
     # consecutive groups of per_pass batches are the passes
     for start in range(0, len(seen) - per_pass + 1, per_pass):
         group = seen[start:start + per_pass]
-        assert [len(b) for b in group[:-1]] == [size] * (per_pass - 1)
+        if shuffle_samples:
+            # the samples are reshuffled: only the last batch of a pass is short
+            assert [len(b) for b in group[:-1]] == [size] * (per_pass - 1)
+        else:
+            # downhill 0.4's fixed contiguous batches, in a shuffled order
+            assert sorted(b.tolist() for b in group) == [
+                list(range(k, min(k + size, n))) for k in range(0, n, size)]
         np.testing.assert_array_equal(np.sort(np.concatenate(group)), np.arange(n))
     if per_pass == 1:
         # one batch of everything: the arrays as they are, in order
@@ -113,7 +120,8 @@ def test_a_seed_fixes_the_order(args, iteration_size, seed):
     orders = []
     for rng in (seed, seed, np.random.default_rng(seed)):
         ds = Dataset([a.copy() for a in arrays], batch_size=batch_size,
-                     iteration_size=iteration_size, axis=axis, rng=rng)
+                     iteration_size=iteration_size, axis=axis, rng=rng,
+                     shuffle_samples=seed % 2 == 0)
         orders.append([samples_of(b, axis).tolist() for _ in range(3) for b in ds])
     assert orders[0] == orders[1] == orders[2]
 
@@ -124,7 +132,8 @@ def test_a_seed_fixes_the_order(args, iteration_size, seed):
 def test_sparse_inputs_align_with_dense(n, batch_size, axis, fmt, seed):
     dense = indexed(n, (2, 2), axis, 0)
     sparse = sp.csr_matrix(indexed(n, (3, 3), axis, 1)).asformat(fmt)
-    ds = Dataset([dense, sparse], batch_size=batch_size, axis=axis, rng=seed)
+    ds = Dataset([dense, sparse], batch_size=batch_size, axis=axis, rng=seed,
+                 shuffle_samples=seed % 2 == 1)   # both kinds of shuffling
     per_pass = batches_per_pass(n, batch_size)
     seen = [samples_of(b, axis) for _ in range(2) for b in ds]
     for start in range(0, len(seen), per_pass):
@@ -139,7 +148,7 @@ def test_conform_casting_mid_pass_keeps_the_pass(args, iteration_size, before, s
     float64 and a float32 model) finishes its pass with every sample once."""
     n, arrays, axis, batch_size = args
     ds = Dataset(arrays, batch_size=batch_size, iteration_size=iteration_size, axis=axis,
-                 rng=seed)
+                 rng=seed, shuffle_samples=seed % 2 == 1)   # both kinds of shuffling
     seen = []
     it = (b for _ in range(100) for b in ds)
     for _ in range(before):
@@ -165,7 +174,7 @@ def test_axis_out_of_range(axis):
 def test_kept_batches_are_views_of_the_pass_buffer():
     """What the warning in Dataset's docstring says: a batch kept past its pass
     changes when the next pass permutes into the same buffer; a copy does not."""
-    ds = Dataset([indexed(6, (6,), 0, 0)], batch_size=3, rng=1)
+    ds = Dataset([indexed(6, (6,), 0, 0)], batch_size=3, rng=1, shuffle_samples=True)
     batches = iter(ds)            # iteration_size 2: one pass
     kept = next(batches)[0]
     copied = kept.copy()
