@@ -85,6 +85,39 @@ def _rng_state(rng):
     return rng.bit_generator.state
 
 
+def _check_rng_state(rng, state, name):
+    legacy = isinstance(rng, np.random.RandomState)
+    kind = "MT19937" if legacy else type(rng.bit_generator).__name__
+    if (not isinstance(state, dict) or state.get("bit_generator") != kind
+            or legacy != ("has_gauss" in state)):
+        what = "numpy.random.RandomState" if legacy else kind
+        raise ValueError(f"dataset {name!r}: saved random state is not a {what} state")
+
+
+def _set_rng_state(rng, state):
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state
+
+
+def _fits(array, variable, axis):
+    """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
+
+    True for a numpy array of the variable's dtype and number of dimensions
+    whose fixed sizes (PyTensor static shape) match on every axis but the
+    batch axis, which must be free. Such batches can be passed to a compiled
+    function without its per-call input checks.
+    """
+    shape = getattr(variable.type, "shape", None)
+    if (not isinstance(array, np.ndarray) or shape is None
+            or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
+            or not array.flags.aligned):
+        return False
+    return all(s is None if i == axis % array.ndim else s in (None, n)
+               for i, (s, n) in enumerate(zip(shape, array.shape)))
+
+
 class Dataset:
     """Batches of data for one optimization: arrays, a callable or an iterable.
 
@@ -317,7 +350,7 @@ class Dataset:
                 self._permute(self._perm)
             elif self._buffers is not None:
                 self._buffers = self._arrays
-        self.trusted = all(self._fits(a, v) for a, v in zip(self._arrays, variables))
+        self.trusted = all(_fits(a, v, self.axis) for a, v in zip(self._arrays, variables))
         self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
     def as_arguments(self, batch):
@@ -394,13 +427,7 @@ class Dataset:
             generator).
         """
         rng = state.get("rng")
-        legacy = isinstance(self.rng, np.random.RandomState)
-        kind = "MT19937" if legacy else type(self.rng.bit_generator).__name__
-        if (not isinstance(rng, dict) or rng.get("bit_generator") != kind
-                or legacy != ("has_gauss" in rng)):
-            what = "numpy.random.RandomState" if legacy else kind
-            raise ValueError(
-                f"dataset {self.name!r}: saved random state is not a {what} state")
+        _check_rng_state(self.rng, rng, self.name)
         position, perm = state.get("position"), state.get("perm")
         if self._kind in ("arrays", "batches"):
             passes = len(self._starts) if self._kind == "arrays" else len(self._source)
@@ -421,10 +448,7 @@ class Dataset:
                 raise ValueError(
                     f"dataset {self.name!r}: saved permutation does not fit its "
                     f"{size} {'samples' if self.shuffle_samples else 'batches'}")
-        if legacy:
-            self.rng.set_state(rng)
-        else:
-            self.rng.bit_generator.state = rng
+        _set_rng_state(self.rng, rng)
         if self._kind == "arrays":
             if perm is not None:
                 self._permute(perm)
@@ -458,22 +482,6 @@ class Dataset:
         view._position = len(self._starts)
         view.iteration_size = len(self._starts)
         return view
-
-    def _fits(self, array, variable):
-        """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
-
-        True for a numpy array of the variable's dtype and number of
-        dimensions whose fixed sizes (PyTensor static shape) match on every
-        axis but the batch axis, which must be free. Such batches can be
-        passed to a compiled function without its per-call input checks.
-        """
-        shape = getattr(variable.type, "shape", None)
-        if (not isinstance(array, np.ndarray) or shape is None
-                or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
-                or not array.flags.aligned):
-            return False
-        return all(s is None if axis == self.axis % array.ndim else s in (None, n)
-                   for axis, (s, n) in enumerate(zip(shape, array.shape)))
 
     def shuffle(self):
         """Start a new pass over the arrays in a new random order now.
@@ -593,7 +601,7 @@ class Dataset:
             that ends stops the iteration early (and sets ``exhausted``).
         """
         if self._kind != "arrays":
-            yield from self._external()
+            yield from _external_batches(self)
             return
         for _ in range(self.iteration_size):
             if self._position >= len(self._starts):
@@ -601,31 +609,32 @@ class Dataset:
             start = self._starts[self._batch_index()]
             yield [self._slice(b, start) for b in self._buffers]
 
-    def _external(self):
-        """Batches of a callable, a list of batches or an iterable."""
-        count = self.iteration_size
-        given, fresh = 0, False
-        while count is None or given < count:
-            if self._kind == "callable":
-                batch = self._callable()
-            elif self._kind == "batches":
-                if self._position >= len(self._source):
-                    self._position = 0
-                batch = self._source[self._position]
-                self._position += 1
-            else:
-                if self._iter is None:
-                    self._iter, fresh = iter(self._source), True
-                try:
-                    batch = next(self._iter)
-                except StopIteration:
-                    if self._kind == "stream":
-                        self.exhausted = True
-                        return
-                    self._iter = None  # the next pass starts over
-                    if count is None or fresh:
-                        return  # one pass per iteration (or an empty iterable)
-                    continue
-                fresh = False
-            given += 1
-            yield batch
+
+def _external_batches(ds):
+    """``iteration_size`` batches of a callable, a list of batches or an iterable."""
+    count = ds.iteration_size
+    given, fresh = 0, False
+    while count is None or given < count:
+        if ds._kind == "callable":
+            batch = ds._callable()
+        elif ds._kind == "batches":
+            if ds._position >= len(ds._source):
+                ds._position = 0
+            batch = ds._source[ds._position]
+            ds._position += 1
+        else:
+            if ds._iter is None:
+                ds._iter, fresh = iter(ds._source), True
+            try:
+                batch = next(ds._iter)
+            except StopIteration:
+                if ds._kind == "stream":
+                    ds.exhausted = True
+                    return
+                ds._iter = None  # the next pass starts over
+                if count is None or fresh:
+                    return  # one pass per iteration (or an empty iterable)
+                continue
+            fresh = False
+        given += 1
+        yield batch

@@ -284,7 +284,9 @@ class Settings:
         self.defaults = {name: h.default for name, h in declared.items()}
         self.defaults.update(self.check(given))
         self.shared = {
-            h.shared: pytensor.shared(np.asarray(0, dtype=dtype), name=h.shared)
+            # allow_downcast: opt.learning_rate.set_value(0.01) works for float32 too
+            h.shared: pytensor.shared(np.asarray(0, dtype=dtype), name=h.shared,
+                                      allow_downcast=True)
             for h in declared.values() if h.shared}
         self.values = dict(self.defaults)
         self.schedules = {}

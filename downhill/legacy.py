@@ -19,8 +19,8 @@ rename:
 import itertools
 
 import numpy as np
-import pytensor
 from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.replace import clone_replace
 
 from . import util
 
@@ -66,8 +66,17 @@ class HyperValue(float):
         return self.shared.get_value()
 
     def set_value(self, value):
-        """Write the shared scalar directly (no validation), until the next
-        ``iterate()``/``get_updates()`` writes the values of its call."""
+        """Write the shared scalar directly (no validation).
+
+        The value lasts until the next ``iterate()``/``get_updates()``
+        writes the values of its call; ``opt.NAME = value`` validates it and
+        keeps it.
+
+        Parameters
+        ----------
+        value : float
+            The new value.
+        """
         self.shared.set_value(np.asarray(value, dtype=self.shared.dtype))
 
 
@@ -222,7 +231,7 @@ def step_from_updates_for(opt, param, grad):
             replace[var] = kept
         state.append((kept, expr))
     if replace:
-        exprs = pytensor.clone_replace([delta] + [e for _, e in state], replace=replace)
+        exprs = clone_replace([delta] + [e for _, e in state], replace=replace)
         delta, state = exprs[0], [(v, e) for (v, _), e in zip(state, exprs[1:])]
     return _cast(delta, param), [(v, _cast(e, v)) for v, e in state]
 

@@ -556,8 +556,9 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
 
     Raises
     ------
-    TypeError, ValueError
-        For bad hyperparameters, before any update.
+    ValueError
+        For bad hyperparameter values, before any update (an unknown name
+        is ignored with a :class:`~downhill.DownhillWarning`).
     FloatingPointError
         When the loss becomes NaN or infinite (the best parameters are
         restored first).
