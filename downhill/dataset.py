@@ -500,7 +500,10 @@ class Dataset:
             return
         if shuffle or self._perm is None:
             size = self._count if self.shuffle_samples else len(self._starts)
-            self._permute(self.rng.permutation(size))
+            perm = self.rng.permutation(size)
+            if not self.shuffle_samples and self._perm is not None:
+                perm = self._perm[perm]  # 0.4 shuffled the shuffled batches again
+            self._permute(perm)
 
     def _permute(self, perm):
         """Put the pass in the order ``perm``: of the batches, or of the samples

@@ -36,7 +36,7 @@ log = logging.getLogger("downhill")
 class DownhillWarning(UserWarning):
     """A call downhill accepts but partly ignores, e.g. an unknown keyword.
 
-    Issued through :func:`warnings.warn`, so the usual filters apply:
+    Issued through ``warnings.warn``, so the usual filters apply:
     ``warnings.simplefilter("error", downhill.DownhillWarning)`` turns these
     into errors, ``"ignore"`` silences them.
     """
