@@ -336,8 +336,8 @@ class Optimizer(legacy.Compat):
 
         Parameters
         ----------
-        dataset : Dataset or list of arrays
-            The data; a list of arrays is evaluated in batches of 32. All
+        dataset : Dataset, arrays, iterable of batches, callable or None
+            As ``train`` of :meth:`iterate`; arrays in batches of 32. All
             of it is read once, in order: a Dataset of arrays is evaluated
             over all its samples whatever its ``iteration_size``, and its
             shuffling is left untouched (see :meth:`Dataset.in_order`). A
@@ -369,11 +369,11 @@ class Optimizer(legacy.Compat):
 
         Parameters
         ----------
-        train : Dataset, list of arrays, callable or None
-            Training data: one array per input, or a callable returning one
-            batch (a list of arrays) per call. None when the loss has no
-            inputs.
-        valid : Dataset, list of arrays, callable or None
+        train : Dataset, arrays, iterable of batches, callable or None
+            Training data: one array per input (a bare array for one input),
+            a list (any iterable) of batches, each a list of arrays, or a
+            callable returning one batch per call. None without inputs.
+        valid : Dataset, arrays, iterable of batches, callable or None
             Validation data (arrays are evaluated in order, without
             shuffling); defaults to ``train``'s data, evaluated in
             order (see :meth:`Dataset.in_order`) so that validating does not

@@ -141,6 +141,9 @@ class Compat:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._defined = next(_defined)  # creation order, for find_subclass
+        if "_get_updates_for" in cls.__dict__ and "_step" not in cls.__dict__:
+            # a 0.4 hook overrides an inherited _step (class MyRMS(downhill.RMSProp))
+            cls._step = _step_from_hook
 
     def __getattr__(self, name):
         return _attribute(self, name)
@@ -234,6 +237,10 @@ def step_from_updates_for(opt, param, grad):
         exprs = clone_replace([delta] + [e for _, e in state], replace=replace)
         delta, state = exprs[0], [(v, e) for (v, _), e in zip(state, exprs[1:])]
     return _cast(delta, param), [(v, _cast(e, v)) for v, e in state]
+
+
+def _step_from_hook(self, param, grad):
+    return step_from_updates_for(self, param, grad)
 
 
 def find_subclass(base, key):

@@ -274,6 +274,22 @@ def test_a_subclass_state_is_kept_saved_and_restored(tmp_path):
     np.testing.assert_array_equal(opt.state_variables[0].get_value(), before)
 
 
+def test_a_get_updates_for_hook_overrides_an_inherited_step():
+    # 0.4: subclassing a built-in and overriding its _get_updates_for
+    class Halved(downhill.SGD):
+        def _get_updates_for(self, param, grad):
+            yield param, 0.5 * self.learning_rate * grad
+
+    x, y, w, loss, X, Y = regression()
+    fn = pytensor.function([x, y], [], updates=Halved(loss).get_updates(learning_rate=0.2))
+    fn(X, Y)
+    halved = w.get_value()
+    w.set_value(np.zeros(3))
+    fn = pytensor.function([x, y], [], updates=downhill.SGD(loss).get_updates(learning_rate=0.1))
+    fn(X, Y)
+    np.testing.assert_array_equal(halved, w.get_value())
+
+
 def test_build_finds_subclasses_by_lower_cased_name_outside_the_registry():
     x, y, w, loss, X, Y = regression()
     assert isinstance(downhill.build("straight", loss), Straight)
