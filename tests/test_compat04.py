@@ -563,6 +563,7 @@ def test_the_shuffling_kind_is_saved_and_checked():
     np.testing.assert_array_equal(next(iter(copy))[0], X[5:])
 
 
+@pytest.mark.filterwarnings("ignore:np.dot.. is faster on contiguous arrays")  # Numba's note
 def test_pandas_inputs_give_pandas_batches():
     pd = pytest.importorskip("pandas")
     x, y, w, loss, X, Y = regression(dtype="float32")
