@@ -143,7 +143,9 @@ def updates(algo, loss_or_grads=None, params=None, **hyperparameters):
     """
     if loss_or_grads is None and params is None:
         cls = _algorithm(algo)  # a bad name or value fails here, not inside pm.fit
-        validation.check_hypers(cls.hyperparameters(), hyperparameters, cls.__name__)
+        declared = cls.hyperparameters()  # unknown names warn when it is called, as elsewhere
+        validation.check_hypers(
+            declared, {k: v for k, v in hyperparameters.items() if k in declared}, cls.__name__)
         return UpdateFunction(algo, hyperparameters)
     if loss_or_grads is None or params is None:
         raise ValueError("Please provide both `loss_or_grads` and `params` to get updates")
