@@ -5,6 +5,9 @@ for finer control (``opt.iterate(...)``, ``opt.get_updates()``).
 """
 
 import logging
+import numbers
+
+import numpy as np
 
 from . import checkpoint, schedules
 from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
@@ -29,7 +32,7 @@ logging.getLogger("downhill").addHandler(logging.NullHandler())
 
 def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmsprop",
              updates=(), monitors=(), monitor_gradients=False, batch_size=32,
-             train_batches=None, valid_batches=None, **hyperparameters):
+             train_batches=None, valid_batches=None, rng=None, **hyperparameters):
     """Minimize a loss with one call.
 
     Parameters
@@ -52,6 +55,9 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     train_batches, valid_batches : int, optional
         Batches per training iteration and per validation (default: one
         full pass).
+    rng : int, numpy.random.Generator or numpy.random.RandomState, optional
+        Seed or generator for shuffling arrays (as :class:`Dataset`'s
+        ``rng``): the same seed gives the same run. Default: unseeded.
     **hyperparameters
         Hyperparameters of the algorithm and the loop, and ``max_updates``.
 
@@ -62,10 +68,23 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     valid_monitors : dict
         Monitors of the last validation.
     """
+    if isinstance(rng, np.random.RandomState):
+        shuffling = rng  # as downhill 0.4: one generator for both
+    elif isinstance(rng, bool) or not isinstance(
+            rng, (numbers.Integral, np.random.Generator, type(None))):
+        raise ValueError(f"rng must be an int seed, a numpy.random.Generator or a "
+                         f"numpy.random.RandomState, got {rng!r}")
+    else:
+        shuffling = np.random.default_rng(rng)
+
     def wrap(data, name, batches):
         if data is None or isinstance(data, Dataset):
             return data
-        dataset = Dataset(data, name=name, batch_size=batch_size, iteration_size=batches)
+        # train draws from the generator itself, a shuffled valid from a child of it
+        generator = shuffling if name == "train" or not hasattr(shuffling, "spawn") \
+            else shuffling.spawn(1)[0]
+        dataset = Dataset(data, name=name, batch_size=batch_size, iteration_size=batches,
+                          rng=generator)
         # validation covers all the data in order, unless a subset is asked for
         ordered = name == "valid" and batches is None
         return dataset.in_order() if ordered else dataset

@@ -44,7 +44,7 @@ class Functions:
             Takes a batch; returns the loss and monitors (then, when clipping
             and gradient monitors are on, the clipped gradients' squared
             norms; then, with ``on_nonfinite='skip'``, whether the step was
-            finite).
+            finite and applied: its loss, gradients and new values).
         names : list of str
             Names of the monitors ``fn`` returns.
         guarded : bool
@@ -55,6 +55,7 @@ class Functions:
         key = (structure, opt._mode)
         if key not in self._steps:
             updates, clipped = opt._graph()
+            finite = getattr(updates, "finite", None)  # nonfinite.Guarded, with 'skip'
             updates = opt._user_updates + updates
             names = list(opt._monitor_names)
             outputs = [opt._loss] + opt._monitor_exprs
@@ -64,7 +65,8 @@ class Functions:
                     outputs.append((grad * grad).sum())
             guarded = opt._values["on_nonfinite"] == "skip"
             if guarded:
-                outputs.append(opt._finite_check())
+                # the guard's whole condition: loss, gradients and new values
+                outputs.append(finite)
             label = type(opt).__name__
             log.info("compiling %s step function", label)
             fn = compile_function(opt._inputs, outputs, updates=updates,

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from . import validation
 from .util import log
 
 __all__ = ["Dataset"]
@@ -62,11 +63,20 @@ def _dtype(a):
     return np.dtype(a.dtype)
 
 
-def _convert(x, dtype):
-    """One item of a batch from a callable or an iterable, as the input's dtype."""
-    if hasattr(x, "tocsr") and hasattr(x, "astype"):  # scipy.sparse
+def _convert(x, dtype, name, index):
+    """One item of a batch from a callable or an iterable, as the input's dtype.
+
+    A dtype that does not become the input's without changing kind (complex
+    for a float input) is refused, as the same array given directly is.
+    """
+    if not (hasattr(x, "tocsr") and hasattr(x, "astype")):  # not scipy.sparse
+        x = np.asarray(x)
+    if x.dtype != dtype and not np.can_cast(x.dtype, dtype, casting="same_kind"):
+        raise ValueError(
+            f"{name}: batch input {index} has dtype {x.dtype}, which cannot become {dtype}")
+    if hasattr(x, "tocsr"):
         return x if x.dtype == dtype else x.astype(dtype)
-    return np.asarray(x, dtype=dtype)
+    return x.astype(dtype, copy=False)
 
 
 def _make_rng(rng):
@@ -92,6 +102,12 @@ def _check_rng_state(rng, state, name):
             or legacy != ("has_gauss" in state)):
         what = "numpy.random.RandomState" if legacy else kind
         raise ValueError(f"dataset {name!r}: saved random state is not a {what} state")
+    try:  # on a scratch generator first: a damaged state changes nothing
+        _set_rng_state(np.random.RandomState() if legacy
+                       else np.random.Generator(type(rng.bit_generator)()), state)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"dataset {name!r}: saved random state is damaged: {error!r}") from None
 
 
 def _set_rng_state(rng, state):
@@ -160,7 +176,10 @@ class Dataset:
     ------
     ValueError
         If the arrays differ in length along ``axis``, an input is of an
-        unsupported type or empty, or ``iteration_size`` is not positive.
+        unsupported type or empty, ``batch_size`` or ``axis`` is not an
+        integer, or ``iteration_size`` is not positive. The batches of a
+        callable or an iterable are checked as they come (see
+        :meth:`as_arguments`).
 
     Notes
     -----
@@ -193,7 +212,9 @@ class Dataset:
                  axis=0, rng=None, shuffle_samples=False):
         number = next(_names)
         self.name = name or f"dataset{number}"
-        self.axis = axis
+        self.axis = validation.check_axis(axis)
+        if batch_size is not None:
+            batch_size = validation.check_batch_size(batch_size)
         self.rng = _make_rng(rng)
         self.shuffle_samples = bool(shuffle_samples)
         if iteration_size is not None and (
@@ -292,6 +313,18 @@ class Dataset:
         """Whether batches come from a one-shot iterator (a generator), read once."""
         return self._kind == "stream"
 
+    @property
+    def is_arrays(self):
+        """Whether batches are slices of arrays (shuffled by ``rng``)."""
+        return self._kind == "arrays"
+
+    @property
+    def external(self):
+        """Whether batches come from the caller's code: a callable or an
+        iterable other than a list of batches (the training loop lets a
+        Ctrl-C raise in it at once; see :mod:`downhill.interrupts`)."""
+        return self._kind in ("callable", "iterable", "stream")
+
     def conform(self, variables):
         """Check the data against the symbolic inputs and cast it once.
 
@@ -321,6 +354,7 @@ class Dataset:
         self.trusted = self.in_graph = False
         if self._kind != "arrays":
             self._converters = [np.dtype(v.dtype) for v in variables]
+            self._ndims = [getattr(v.type, "ndim", None) for v in variables]
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
@@ -372,7 +406,10 @@ class Dataset:
         ------
         ValueError
             If the batch holds another number of arrays than the loss has
-            inputs.
+            inputs, arrays of different lengths, no samples, or an array
+            whose dtype cannot become its input's without changing kind
+            (complex for a float input), as arrays given directly are
+            refused.
         """
         if self._kind == "arrays":
             return batch
@@ -384,8 +421,23 @@ class Dataset:
                 raise ValueError(
                     f"{self.name}: the {source} {len(batch)} arrays, but the loss has "
                     f"{len(self._converters)} inputs")
-            batch = [_convert(x, d) for x, d in zip(batch, self._converters)]
+            batch = [_convert(x, d, self.name, i)
+                     for i, (x, d) in enumerate(zip(batch, self._converters))]
+            self._check_lengths(batch)
         return batch
+
+    def _check_lengths(self, batch):
+        """A converted batch: one length along axis 0, not empty."""
+        if any(n is not None and getattr(x, "ndim", n) != n
+               for x, n in zip(batch, self._ndims)):
+            return  # the compiled function names the input and its dimensions
+        lengths = [x.shape[0] for x in batch if getattr(x, "ndim", 0)]
+        if lengths and min(lengths) == 0:
+            raise ValueError(f"{self.name}: the batch is empty (lengths {lengths})")
+        if len(set(lengths)) > 1:
+            raise ValueError(
+                f"{self.name}: the batch holds arrays of different lengths {lengths}; "
+                "every input needs one entry per sample of the batch")
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -426,12 +478,16 @@ class Dataset:
             samples or batches, another shuffling, or another kind of random
             generator).
         """
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"dataset {self.name!r}: a saved state must be a table, got {state!r}")
         rng = state.get("rng")
         _check_rng_state(self.rng, rng, self.name)
         position, perm = state.get("position"), state.get("perm")
         if self._kind in ("arrays", "batches"):
             passes = len(self._starts) if self._kind == "arrays" else len(self._source)
-            if not isinstance(position, int) or not 0 <= position <= passes:
+            if isinstance(position, bool) or not isinstance(position, numbers.Integral) \
+                    or not 0 <= position <= passes:
                 raise ValueError(
                     f"dataset {self.name!r}: saved position {position!r} does not fit "
                     f"its {passes} batches per pass")
@@ -444,7 +500,8 @@ class Dataset:
                     f"shuffle_samples={saved!r} to resume it")
             size = self._count if self.shuffle_samples else len(self._starts)
             perm = np.asarray(perm)
-            if perm.shape != (size,) or not np.array_equal(np.sort(perm), np.arange(size)):
+            if perm.dtype.kind not in "iu" or perm.shape != (size,) \
+                    or not np.array_equal(np.sort(perm), np.arange(size)):
                 raise ValueError(
                     f"dataset {self.name!r}: saved permutation does not fit its "
                     f"{size} {'samples' if self.shuffle_samples else 'batches'}")
@@ -452,9 +509,9 @@ class Dataset:
         if self._kind == "arrays":
             if perm is not None:
                 self._permute(perm)
-            self._position = position if perm is not None else len(self._starts)
+            self._position = int(position) if perm is not None else len(self._starts)
         elif self._kind == "batches":
-            self._position = position
+            self._position = int(position)
 
     def in_order(self):
         """The same data in batches without shuffling, one full pass per iteration.

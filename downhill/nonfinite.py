@@ -1,18 +1,24 @@
-"""The non-finite policy inside the graph: a test that a step's loss and
-gradients are finite, and the guard that keeps every variable's old value
-when they are not (``on_nonfinite='skip'``).
+"""The non-finite policy's tests: in the graph, that a step's loss, gradients
+and new values are finite, and the guard that keeps every variable's old
+value when they are not (``on_nonfinite='skip'``); in Python, that the
+parameters and state in place are finite (before a checkpoint is written).
 
-What the training loop does with a non-finite loss (raise, stop, count
+What the training loop does with a non-finite step (raise, stop, count
 skips) lives in :mod:`downhill.training`.
 """
 
 import functools
 
+import numpy as np
 import pytensor.tensor as pt
 
 from .compat import isfinite
 
-__all__ = ["finite_check", "guard"]
+__all__ = ["finite_check", "guard", "Guarded", "first_nonfinite"]
+
+
+def _all_finite(x):
+    return pt.all(isfinite(x))
 
 
 def finite_check(grads, loss=None):
@@ -31,14 +37,41 @@ def finite_check(grads, loss=None):
         A boolean scalar expression.
     """
     # every element, not the sum: finite elements can sum to inf
-    checks = [pt.all(isfinite(g)) for g in grads]
+    checks = [_all_finite(g) for g in grads]
     if loss is not None:
         checks.insert(0, isfinite(loss))
     return functools.reduce(pt.and_, checks)
 
 
+class Guarded(list):
+    """Update pairs made by :func:`guard`.
+
+    Parameters
+    ----------
+    pairs : iterable of (SharedVariable, expression)
+        The guarded updates.
+
+    Attributes
+    ----------
+    finite : pytensor Variable
+        The boolean scalar that decides whether the step is applied: the
+        given check and the finiteness of every new float value.
+    """
+
+    finite = None
+
+
+def _float_tensor(var):
+    return isinstance(var.type, pt.TensorType) and var.type.dtype.startswith("float")
+
+
 def guard(updates, ok):
-    """Updates that keep every variable's old value unless ``ok``.
+    """Updates that keep every variable's old value unless the step is finite.
+
+    A step is applied when ``ok`` holds and every new value of a float
+    tensor is finite: a finite gradient can still give an overflowing step
+    (e.g. with a learning rate of 1e308), and a state variable can overflow
+    while its parameter does not.
 
     Parameters
     ----------
@@ -49,9 +82,42 @@ def guard(updates, ok):
 
     Returns
     -------
-    list of (SharedVariable, expression)
-        Tensor variables switch between new and old; others (random
-        generators) advance regardless.
+    Guarded
+        The pairs: tensor variables switch between new and old; others
+        (random generators) advance regardless. Its ``finite`` attribute is
+        the whole condition, for the step function to return.
     """
-    return [(var, pt.switch(ok, new, var) if isinstance(var.type, pt.TensorType) else new)
-            for var, new in updates]
+    checks = [ok]
+    checks.extend(_all_finite(new) for var, new in updates if _float_tensor(var))
+    finite = functools.reduce(pt.and_, checks)
+    guarded = Guarded(
+        (var, pt.switch(finite, new, var) if isinstance(var.type, pt.TensorType) else new)
+        for var, new in updates)
+    guarded.finite = finite
+    return guarded
+
+
+def first_nonfinite(variables):
+    """The name of the first variable holding a NaN or an infinity.
+
+    Parameters
+    ----------
+    variables : dict of str to SharedVariable
+        Parameters and state variables by name; those that do not hold a
+        float array (random generators, counters) are passed over.
+
+    Returns
+    -------
+    str or None
+        The name, or None when every value is finite.
+    """
+    for name, var in variables.items():
+        value = var.get_value(borrow=True)
+        if getattr(getattr(value, "dtype", None), "kind", None) not in ("f", "c"):
+            continue
+        # numpy, or the array's own library (a JAX array stays on its device)
+        namespace = getattr(value, "__array_namespace__", None)
+        xp = namespace() if namespace is not None else np
+        if not bool(xp.all(xp.isfinite(value))):
+            return name
+    return None

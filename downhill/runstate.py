@@ -1,8 +1,10 @@
 """Where training stands: the counters and early-stopping state, one object.
 
-A :class:`RunState` holds the iteration and update counts, the best
-validation so far (its loss, iteration and parameters), the validations
-without improvement and the latest validation's monitors. The optimizer
+A :class:`RunState` holds the iteration and update counts, the progress of
+an unfinished iteration (its batches and running sums, so that a run
+interrupted between two batches resumes exactly), the best validation so
+far (its loss, iteration and parameters), the validations without
+improvement and the latest validation's monitors. The optimizer
 keeps one; each :meth:`~downhill.Optimizer.iterate` call starts a new one
 (counters carried over) unless it resumes a loaded state. It is saved and
 restored as a unit, and a saved one is checked field by field before
@@ -55,6 +57,18 @@ class RunState:
     resumed : bool
         Whether this state was loaded, so that the next run continues it
         instead of starting afresh (not saved).
+    batches : int
+        Batches of the unfinished iteration done (0 between iterations).
+    sums : list of float or None
+        Their training monitors' sums, weighted by batch size (None before
+        the first kept batch).
+    weight : int
+        The sum of those weights.
+    skips : int
+        Non-finite steps skipped in a row (``on_nonfinite='skip'``).
+    interrupted : bool
+        Whether the latest run ended by Ctrl-C (not saved), for a caller
+        that reports how a run ended (the CLI).
     """
 
     iteration: int = 0
@@ -67,6 +81,11 @@ class RunState:
     fresh_validation: bool = False
     last_validation: dict = None
     resumed: bool = False
+    batches: int = 0
+    sums: list = None
+    weight: int = 0
+    skips: int = 0
+    interrupted: bool = False
 
     def new_run(self, params):
         """A state for a new run: the counters continue, early stopping starts over.
@@ -116,6 +135,11 @@ class RunState:
         self.last_validation = monitors
         return improved
 
+    def end_iteration(self):
+        """Count the unfinished iteration as done; its progress starts over."""
+        self.iteration += 1
+        self.batches, self.sums, self.weight = 0, None, 0
+
     def best_in_place(self):
         """Whether the parameters in place are the best validated ones."""
         return self.best_iteration == self.iteration and self.fresh_validation
@@ -132,12 +156,18 @@ class RunState:
         -------
         counters : dict
             ``iteration``, ``updates``, ``run_start``.
+        progress : dict
+            The unfinished iteration: ``batches``, ``sums``, ``weight``,
+            and ``skips`` (non-finite steps skipped in a row).
         early_stopping : dict
             ``best_loss``, ``best_iteration``, ``fails``, ``best_params``
             (arrays by name), ``fresh_validation``, ``last_validation``.
         """
         counters = {"iteration": self.iteration, "updates": self.updates,
                     "run_start": self.run_start}
+        progress = {"batches": self.batches,
+                    "sums": None if self.sums is None else list(self.sums),
+                    "weight": self.weight, "skips": self.skips}
         stopping = {
             "best_loss": self.best_loss, "best_iteration": self.best_iteration,
             "fails": self.fails,
@@ -146,16 +176,17 @@ class RunState:
             "last_validation": (None if self.last_validation is None
                                 else dict(self.last_validation)),
         }
-        return counters, stopping
+        return counters, progress, stopping
 
     @classmethod
-    def from_dict(cls, counters, stopping, keys):
+    def from_dict(cls, counters, progress, stopping, keys):
         """Check a saved state field by field and build it.
 
         Parameters
         ----------
-        counters, early_stopping : dict
-            Tables made by :meth:`to_dict`.
+        counters, progress, early_stopping : dict
+            Tables made by :meth:`to_dict` (a state saved without
+            ``progress`` was saved between iterations: give an empty table).
         keys : list of str
             The parameters' unique names; the best parameters' arrays must
             have been checked against the parameters already.
@@ -174,6 +205,8 @@ class RunState:
             raise ValueError(f"state field counters must be a table, got {counters!r}")
         if not isinstance(stopping, dict):
             raise ValueError(f"state field early_stopping must be a table, got {stopping!r}")
+        if not isinstance(progress, dict):
+            raise ValueError(f"state field progress must be a table, got {progress!r}")
         iteration = _int("counters", "iteration", counters.get("iteration", 0))
         updates = _int("counters", "updates", counters.get("updates", 0))
         run_start = _int("counters", "run_start", counters.get("run_start", 0))
@@ -187,7 +220,12 @@ class RunState:
             raise ValueError(
                 f"state field early_stopping.best_loss must be a number, got {best_loss!r}")
         best_iteration = _int("early_stopping", "best_iteration",
-                              stopping.get("best_iteration", 0))
+                              stopping.get("best_iteration", run_start))
+        if not run_start <= best_iteration <= iteration:
+            raise ValueError(
+                f"state field early_stopping.best_iteration ({best_iteration}) is not "
+                f"between counters.run_start ({run_start}) and counters.iteration "
+                f"({iteration})")
         fails = _int("early_stopping", "fails", stopping.get("fails", 0))
         fresh = stopping.get("fresh_validation", False)
         if not isinstance(fresh, (bool, np.bool_)):
@@ -203,9 +241,31 @@ class RunState:
                     "state field early_stopping.last_validation must be a table of "
                     f"numbers by monitor name, got {last!r}")
             last = collections.OrderedDict((k, float(v)) for k, v in last.items())
+        batches, sums, weight, skips = _progress(progress)
         best = stopping.get("best_params")
         return cls(iteration=iteration, updates=updates, run_start=run_start,
                    best_loss=float(best_loss), best_iteration=best_iteration,
                    best_params=[np.array(best[k], copy=True) for k in keys],
                    fails=fails, fresh_validation=bool(fresh), last_validation=last,
-                   resumed=True)
+                   resumed=True, batches=batches, sums=sums, weight=weight, skips=skips)
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _progress(progress):
+    """The unfinished iteration's progress in a saved table, checked."""
+    batches = _int("progress", "batches", progress.get("batches", 0))
+    skips = _int("progress", "skips", progress.get("skips", 0))
+    sums = progress.get("sums")
+    weight = progress.get("weight", 0)
+    if sums is not None and not (isinstance(sums, list) and all(_real(v) for v in sums)):
+        raise ValueError(f"state field progress.sums must be a list of numbers, got {sums!r}")
+    if not _real(weight) or not weight >= 0 or (sums is not None) != (weight > 0):
+        raise ValueError(
+            f"state field progress.weight must be a number, > 0 with sums and 0 "
+            f"without, got {weight!r}")
+    if sums is not None and not batches:
+        raise ValueError("state field progress.sums is given for an iteration with no batches")
+    return batches, None if sums is None else [float(v) for v in sums], weight, skips

@@ -8,15 +8,19 @@ restores it. :func:`save` and :func:`load` go through a file, in the format
 of :mod:`downhill.checkpoint`.
 """
 
+import copy
+import numbers
 import os
 
 import numpy as np
 
 from . import checkpoint, validation
+from .interrupts import SIGINT
 from .runstate import RunState
 from .util import log
 
-__all__ = ["set_params", "state_dict", "load_state_dict", "save", "load"]
+__all__ = ["set_params", "state_dict", "load_state_dict", "schedule_tables",
+           "check_schedule_states", "save", "read", "load"]
 
 
 def set_params(opt, targets=None):
@@ -86,7 +90,7 @@ def state_dict(opt, datasets=None):
         hypers[name] = value
     schedules = {name: f.state_dict() for name, f in opt._schedules.items()
                  if hasattr(f, "state_dict")}
-    counters, stopping = opt._run.to_dict(opt._keys)
+    counters, progress, stopping = opt._run.to_dict(opt._keys)
     return {
         "algorithm": type(opt).__name__,
         "params": {k: p.get_value() for k, p in zip(opt._keys, opt._params)},
@@ -95,39 +99,45 @@ def state_dict(opt, datasets=None):
         "hyperparameters": hypers,
         "schedules": schedules,
         "counters": counters,
+        "progress": progress,
         "early_stopping": stopping,
         "datasets": {name: d.state_dict() for name, d in (datasets or {}).items()},
     }
 
 
-def _check_arrays(kind, saved, current):
+def _check_arrays(kind, field, saved, current):
     """Check saved arrays against current ones: same names, shapes, dtypes."""
     if not isinstance(saved, dict):
-        raise ValueError(f"state has no {kind} table")
+        raise ValueError(f"state has no {kind} table: field {field} must be a table of "
+                         f"arrays by name, got {type(saved).__name__}")
     missing = sorted(set(current) - set(saved))
     extra = sorted(set(saved) - set(current))
     if missing:
         raise ValueError(f"state lacks {kind} {missing[0]!r}")
     if extra:
         raise ValueError(f"state has an unknown {kind} {extra[0]!r} (not in this optimizer)")
+    what = kind if kind.startswith("state") else f"state {kind}"  # messages open with 'state'
     for name, var in current.items():
         value, now = saved[name], var.get_value(borrow=True)
         if isinstance(now, np.random.Generator):
             kind_now = type(now.bit_generator).__name__
             state = value.get("generator") if isinstance(value, dict) else None
             if not isinstance(state, dict) or state.get("bit_generator") != kind_now:
-                raise ValueError(f"{kind} {name!r} must be a {kind_now} generator state")
+                raise ValueError(f"{what} {name!r} must be a {kind_now} generator state")
             try:  # a damaged generator state is refused here, not half-way through
                 np.random.Generator(getattr(np.random, kind_now)()).bit_generator.state = state
             except (TypeError, ValueError, KeyError) as error:
-                raise ValueError(f"{kind} {name!r} holds a damaged generator state: "
+                raise ValueError(f"{what} {name!r} holds a damaged generator state: "
                                  f"{error}") from None
             continue
-        value = np.asarray(value)
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} {name!r} must be an array, got {value!r}") from None
         if value.shape != now.shape or value.dtype != now.dtype:
             raise ValueError(
-                f"{kind} {name!r} has shape {now.shape} and dtype {now.dtype}, but the "
-                f"state has shape {value.shape} and dtype {value.dtype}")
+                f"{what} {name!r} has shape {value.shape} and dtype {value.dtype}, but "
+                f"this optimizer's has shape {now.shape} and dtype {now.dtype}")
 
 
 def _generator(saved):
@@ -139,12 +149,19 @@ def _generator(saved):
 def load_state_dict(opt, state, datasets=None):
     """Check a state made by :func:`state_dict`, then restore it.
 
+    A Ctrl-C while it runs is held until the state is restored (see
+    :mod:`downhill.interrupts`).
+
     Everything is checked before anything changes, so a state that does not
     fit leaves the optimizer as it was. State variables the saved run did
     not use (e.g. a velocity, saved without momentum) are reset to their
     initial values. The next ``iterate()`` continues where the saved run
-    stopped (its early-stopping state and validation schedule included);
-    the saved hyperparameters become the optimizer's defaults.
+    stopped (its early-stopping state and validation schedule included, and
+    inside its unfinished iteration if it was saved in one); the saved
+    hyperparameters become the optimizer's defaults, except where the
+    optimizer was built with a schedule, which stays (the state holds only
+    the schedule's latest value; its own state is restored when the
+    schedule is next in force).
 
     Parameters
     ----------
@@ -161,30 +178,34 @@ def load_state_dict(opt, state, datasets=None):
         Naming the first field that does not fit; nothing has changed then.
         See :meth:`downhill.Optimizer.load_state_dict`.
     """
+    with SIGINT.held():
+        _load_state_dict(opt, state, datasets)
+
+
+def _load_state_dict(opt, state, datasets):
     if not isinstance(state, dict):
         raise ValueError(f"a state must be a dict from state_dict(), got {type(state).__name__}")
     algo = state.get("algorithm")
     if algo != type(opt).__name__:
         raise ValueError(
             f"state is from algorithm {algo!r}, but this optimizer is {type(opt).__name__}")
-    hypers = state.get("hyperparameters", {})
-    if not isinstance(hypers, dict):
-        raise ValueError(f"state field hyperparameters must be a table, got {hypers!r}")
+    hypers = _table(state, "hyperparameters")
     try:  # strict: a saved state names only this algorithm's hyperparameters
         hypers = validation.check_hypers(opt._settings.declared, hypers, type(opt).__name__)
-    except TypeError as error:
-        raise ValueError(f"state does not fit: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"state field hyperparameters does not fit: {error}") from None
+    # a schedule given to the constructor stays: the state holds only its latest value
+    declared = opt.hyperparameters()
+    hypers = {name: value for name, value in hypers.items()
+              if not (declared[name].schedulable and callable(opt._defaults.get(name)))}
     params = dict(zip(opt._keys, opt._params))
-    _check_arrays("parameter", state.get("params"), params)
-    stopping = state.get("early_stopping", {})
-    if not isinstance(stopping, dict):
-        raise ValueError(f"state field early_stopping must be a table, got {stopping!r}")
-    _check_arrays("best parameter", stopping.get("best_params"), params)
-    run = RunState.from_dict(state.get("counters", {}), stopping, opt._keys)
-    schedules = state.get("schedules", {})
-    if not isinstance(schedules, dict) or not all(
-            isinstance(v, dict) for v in schedules.values()):
-        raise ValueError(f"state field schedules must be a table of tables, got {schedules!r}")
+    _check_arrays("parameter", "params", state.get("params"), params)
+    stopping = _table(state, "early_stopping")
+    _check_arrays("best parameter", "early_stopping.best_params", stopping.get("best_params"),
+                  params)
+    run = RunState.from_dict(_table(state, "counters"), _table(state, "progress"), stopping,
+                             opt._keys)
+    schedules = schedule_tables(state)
     values = dict(opt._defaults)
     values.update(hypers)
     current, opt._values = opt._values, values
@@ -192,24 +213,37 @@ def load_state_dict(opt, state, datasets=None):
         targets = opt._used_state()
     finally:
         opt._values = current
-    _check_arrays("state variable", state.get("state"), targets)
+    _check_arrays("state variable", "state", state.get("state"), targets)
     datasets = datasets or {}
-    saved_sets = state.get("datasets", {})
-    if not isinstance(saved_sets, dict):
-        raise ValueError(f"state field datasets must be a table, got {saved_sets!r}")
+    saved_sets = _table(state, "datasets")
     for name in datasets:
         if name not in saved_sets:
             raise ValueError(f"state has no shuffling state for dataset {name!r}")
+
+    # the datasets and the hyperparameters check themselves as they load: undone on failure
     previous = {name: d.state_dict() for name, d in datasets.items()}
-    try:
-        for name, d in datasets.items():
-            d.load_state_dict(saved_sets[name])
-    except (TypeError, ValueError, KeyError) as error:
+    defaults = dict(opt._defaults)
+
+    def undo():
         for name, d in datasets.items():
             d.load_state_dict(previous[name])
-        if isinstance(error, ValueError):
-            raise
-        raise ValueError(f"state field datasets is damaged: {error!r}") from None
+        opt._defaults.clear()
+        opt._defaults.update(defaults)
+
+    try:
+        for name, d in datasets.items():
+            try:
+                d.load_state_dict(saved_sets[name])
+            except (TypeError, ValueError, KeyError, AttributeError) as error:
+                raise ValueError(f"state field datasets.{name} does not fit: {error}") from None
+        opt._defaults.update(hypers)
+        try:  # an algorithm's own checks of its hyperparameters together (RProp's steps)
+            opt._configure({})
+        except ValueError as error:
+            raise ValueError(f"state field hyperparameters does not fit: {error}") from None
+    except BaseException:
+        undo()  # the failed configure wrote nothing: its checks come first
+        raise
 
     # everything checked: from here on nothing fails
     for key, param in params.items():
@@ -221,9 +255,84 @@ def load_state_dict(opt, state, datasets=None):
     # state the saved run did not use starts afresh, as in a new optimizer
     opt._variables.reset_unused(targets)
     opt._run = run
-    opt._defaults.update(hypers)
-    opt._configure({})
+    opt._configure({})  # again, now that the run is the saved one (ESGD's seed)
     opt._settings.schedule_states = dict(schedules)
+
+
+def _table(state, name):
+    """The field ``name`` of a state: a table (missing: empty)."""
+    value = state.get(name, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"state field {name} must be a table, got {value!r}")
+    return value
+
+
+def _number(value):
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+        value = value.item()
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def schedule_tables(state):
+    """The saved schedules' states of a state, checked: tables of numbers.
+
+    Parameters
+    ----------
+    state : dict
+        A state from :func:`state_dict` (or a checkpoint file).
+
+    Returns
+    -------
+    dict of str to dict
+        Its ``schedules`` field, by hyperparameter.
+
+    Raises
+    ------
+    ValueError
+        Naming the first entry that is not a table of numbers.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"a state must be a dict from state_dict(), got {type(state).__name__}")
+    schedules = _table(state, "schedules")
+    for name, table in schedules.items():
+        if not isinstance(table, dict) or not all(
+                isinstance(k, str) and _number(v) for k, v in table.items()):
+            raise ValueError(
+                f"state field schedules.{name} must be a table of numbers (a schedule's "
+                f"state_dict()), got {table!r}")
+    return schedules
+
+
+def check_schedule_states(schedules, saved):
+    """Check saved states against the schedules that will take them, on copies.
+
+    Parameters
+    ----------
+    schedules : dict of str to callable
+        The schedules that will be in force, by hyperparameter.
+    saved : dict of str to dict
+        Saved states by hyperparameter (``state_dict()['schedules']``).
+
+    Raises
+    ------
+    ValueError
+        Naming the hyperparameter whose schedule refuses its saved state;
+        no schedule has changed then.
+    """
+    for name, schedule in schedules.items():
+        table = saved.get(name)
+        if table is None or not hasattr(schedule, "load_state_dict"):
+            continue
+        try:
+            trial = copy.deepcopy(schedule)
+        except Exception:  # noqa: BLE001 - a schedule that cannot be copied is loaded as it is
+            continue
+        try:
+            trial.load_state_dict(table)
+        except Exception as error:  # noqa: BLE001 - any failure of the schedule's own code
+            raise ValueError(
+                f"state field schedules.{name} does not fit the schedule given for "
+                f"{name} ({schedule!r}): {error}") from None
 
 
 def save(opt, path, datasets=None):
@@ -246,6 +355,34 @@ def save(opt, path, datasets=None):
     log.info("saved checkpoint %s at iteration %d", os.fspath(path), opt._run.iteration)
 
 
+def read(opt, path):
+    """Read a checkpoint file for an optimizer, changing nothing.
+
+    Parameters
+    ----------
+    opt : Optimizer
+        The optimizer it must be for.
+    path : str or os.PathLike
+        The checkpoint file.
+
+    Returns
+    -------
+    dict
+        The state, for :func:`load_state_dict`.
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read or holds another algorithm's state.
+    """
+    header, saved = checkpoint.read(path)
+    if header.get("algorithm") != type(opt).__name__:
+        raise checkpoint.CheckpointError(
+            f"{os.fspath(path)} holds a {header.get('algorithm')} state, but this "
+            f"optimizer is {type(opt).__name__}")
+    return saved
+
+
 def load(opt, path, datasets=None):
     """Read a checkpoint file and restore it.
 
@@ -263,10 +400,5 @@ def load(opt, path, datasets=None):
     ValueError
         See :meth:`downhill.Optimizer.load`.
     """
-    header, saved = checkpoint.read(path)
-    if header.get("algorithm") != type(opt).__name__:
-        raise checkpoint.CheckpointError(
-            f"{os.fspath(path)} holds a {header.get('algorithm')} state, but this "
-            f"optimizer is {type(opt).__name__}")
-    load_state_dict(opt, saved, datasets)
+    load_state_dict(opt, read(opt, path), datasets)
     log.info("loaded checkpoint %s (iteration %d)", os.fspath(path), opt._run.iteration)

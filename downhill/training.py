@@ -9,13 +9,15 @@ the compiled functions in its :class:`~downhill.compiled.Functions`.
 """
 
 import collections
+import itertools
 import logging
 import math
 import os
 
-from . import state, validation
+from . import nonfinite, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
+from .interrupts import SIGINT
 from .util import log
 
 __all__ = ["as_dataset", "run_batches", "evaluate", "iterate", "minimize"]
@@ -38,7 +40,7 @@ class _EndOfData(Exception):
     """Internal: a one-shot iterator of training batches has ended."""
 
 
-def as_dataset(opt, data, name, batch_size=32, ordered=False):
+def as_dataset(opt, data, name, batch_size=32, ordered=False, rng=None):
     """Wrap data into a Dataset conformed to the optimizer's inputs.
 
     Parameters
@@ -53,6 +55,8 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
         For arrays.
     ordered : bool, optional
         Arrays are read in order, not shuffled.
+    rng : int or numpy.random.Generator, optional
+        For arrays: the shuffling's seed or generator.
 
     Returns
     -------
@@ -68,7 +72,7 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
         dataset = Dataset(lambda: [], name=name, iteration_size=1)
     else:
         try:
-            dataset = Dataset(data, name=name, batch_size=batch_size)
+            dataset = Dataset(data, name=name, batch_size=batch_size, rng=rng)
         except ValueError as error:
             if not str(error).startswith("dataset inputs must be"):
                 raise
@@ -81,15 +85,20 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
     return dataset
 
 
-class _Skips:
-    """Non-finite steps skipped in a row, against the allowed number."""
+def _unheld(batches):
+    """Batches from a callable or an iterable: the caller's code, where a Ctrl-C
+    raises at once."""
+    iterator = iter(batches)
+    while True:
+        with SIGINT.unheld():
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+        yield batch
 
-    def __init__(self, limit):
-        self.limit = limit
-        self.count = 0
 
-
-def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=None):
+def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_skips=0):
     """Call ``fn`` on every batch of one pass; weighted means of its outputs.
 
     Parameters
@@ -106,14 +115,18 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=
         Whether ``fn``'s last output is the finiteness flag.
     train : bool, optional
         Whether ``fn`` is a training step.
-    skips : _Skips, optional
-        With ``guarded``: the count of skipped steps in a row.
+    max_skips : int, optional
+        With ``guarded``: the skipped steps in a row allowed.
 
-    With ``train`` the schedules are applied before every batch and the
-    update counter advances; with ``guarded`` the last output of ``fn`` says
-    whether the step was finite: a non-finite step was not applied and its
-    batch is left out of the means, until more than ``skips.limit`` come in
-    a row.
+    With ``train`` the pass is the run state's unfinished iteration: it
+    goes on from the batches already done (``RunState.batches``, after a
+    resume), the schedules are applied before every batch, and the update
+    counter, the batches done and the running sums advance in the run state
+    after every step, so that the state between two batches is always
+    consistent (what a Ctrl-C saves). With ``guarded`` the last output of
+    ``fn`` says whether the step was finite: a non-finite step was not
+    applied and its batch is left out of the means, until more than
+    ``max_skips`` come in a row.
 
     The hot loop: per batch, one call of the compiled function and a
     running sum of its outputs in Python floats. When the dataset's batches
@@ -122,54 +135,75 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, skips=
     input checks (PyTensor's ``trust_input``), and the batches themselves
     are views of the dataset's buffer, not copies. Data given as PyTensor
     shared variables (``Dataset.in_graph``) is batched inside the graph:
-    only the batch number crosses over.
+    only the batch number crosses over. After every batch a pending Ctrl-C
+    is raised (:meth:`downhill.interrupts.Sigint.check`); a callable
+    dataset's own code runs with Ctrl-C unheld.
 
     Returns
     -------
     monitors : dict
-        Weighted means of the outputs by name.
+        Weighted means of the outputs by name (of the whole iteration with
+        ``train``).
     finite : bool
         Whether the pass stayed finite.
     """
     names = opt._monitor_names if names is None else names
     schedules = train and bool(opt._schedules)
     run = opt._run
+    sigint = SIGINT
     if getattr(dataset, "in_graph", False):
         fn = opt._functions.in_graph(fn)
         batches = opt._functions.graph_batches(dataset)
     else:
         fn.trust_input = getattr(dataset, "trusted", False)
+        source = _unheld(dataset) if getattr(dataset, "external", False) else dataset
         convert = dataset.as_arguments
-        batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, dataset))
-    sums = None
-    total = 0
+        batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, source))
+    if train:
+        if run.sums is not None and len(run.sums) != len(names):
+            log.warning("the saved iteration's sums do not fit the monitors; they restart")
+            run.sums, run.weight = None, 0
+        if run.batches:  # a resumed iteration: its remaining batches
+            batches = itertools.islice(batches, max(dataset.iteration_size - run.batches, 0))
+        sums, total = run.sums, run.weight
+    else:
+        sums, total = None, 0
     for batch, weight in batches:
         if schedules:
             opt._settings.apply_schedules(run.updates)
         values = fn(*batch)
         if train:
             run.updates += 1
+            run.batches += 1
+        finite = True
         if guarded:
             finite = bool(values[-1])
             values = values[:-1]
-            if not finite:
-                skips.count += 1
+            if finite:
+                run.skips = 0
+            else:
+                run.skips += 1
                 log.warning("skipped a non-finite step (%d in a row) at update %d",
-                            skips.count, run.updates)
-                if skips.count > skips.limit:
+                            run.skips, run.updates)
+                if run.skips > max_skips:
                     return dict(zip(names, (float(v) for v in values))), False
-                continue
-            skips.count = 0
         elif not math.isfinite(values[0]):
             return dict(zip(names, (float(v) for v in values))), False
-        if sums is None:
-            sums = [weight * float(v) for v in values]
-        else:
-            for i, v in enumerate(values):
-                sums[i] += weight * float(v)
-        total += weight
+        if finite:
+            if sums is None:
+                sums = [weight * float(v) for v in values]
+                if train:
+                    run.sums = sums
+            else:
+                for i, v in enumerate(values):
+                    sums[i] += weight * float(v)
+            total += weight
+            if train:
+                run.weight = total
+        if sigint.pending:
+            sigint.check()
     if sums is None:
-        if guarded and skips.count:
+        if guarded and run.skips:
             return collections.OrderedDict((n, math.nan) for n in names), True
         if train and dataset.exhausted:
             raise _EndOfData()
@@ -197,7 +231,8 @@ def evaluate(opt, dataset):
     if isinstance(dataset, Dataset):
         dataset = dataset.in_order()
     dataset = as_dataset(opt, dataset, "evaluation", ordered=True)
-    monitors, _ = run_batches(opt, opt._functions.evaluate(), dataset)
+    with SIGINT.held():  # Ctrl-C: KeyboardInterrupt once compiled, between batches
+        monitors, _ = run_batches(opt, opt._functions.evaluate(), dataset)
     return monitors
 
 
@@ -209,7 +244,7 @@ def _log(label, iteration, monitors, marker=""):
 
 
 def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mode=None,
-            checkpoint=None, checkpoint_every=0, resume=False, **hyperparameters):
+            checkpoint=None, checkpoint_every=0, resume=False, rng=None, **hyperparameters):
     """Check the arguments of a training run and return its loop.
 
     Parameters
@@ -218,6 +253,10 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         The optimizer to train.
     train, valid, max_updates, batch_size, mode, checkpoint, checkpoint_every, resume
         See :meth:`downhill.Optimizer.iterate`, which documents every argument.
+    rng : int or numpy.random.Generator, optional
+        Seed or generator for the shuffling of ``train`` when it is given as
+        arrays (as :class:`~downhill.Dataset`'s ``rng``); refused for a
+        Dataset (which has its own) or a callable.
     **hyperparameters
         As there.
 
@@ -225,6 +264,13 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     -------
     generator
         Yields ``(train_monitors, valid_monitors)`` after every iteration.
+
+    Raises
+    ------
+    TypeError, ValueError
+        At the call, before anything changes: for an unknown or invalid
+        hyperparameter or argument, bad data, an unusable checkpoint path,
+        or a checkpoint that does not fit (see :func:`downhill.state.load_state_dict`).
     """
     _need_loss(opt, "iterate")
     max_updates = validation.check_count("max_updates", max_updates, optional=True)
@@ -236,7 +282,15 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     if checkpoint is not None:
         checkpoint = check_path(checkpoint)  # unusable paths fail now, not after the run
     validation.check_mode(mode)
-    train = as_dataset(opt, train, "train", batch_size)
+    batch_size = validation.check_batch_size(batch_size)
+    data = train
+    train = as_dataset(opt, train, "train", batch_size,
+                       rng=None if isinstance(train, Dataset) else rng)
+    if rng is not None and (isinstance(data, Dataset) or not train.is_arrays):
+        raise ValueError(
+            "rng= seeds the shuffling of train arrays; a Dataset has its own rng "
+            "(Dataset(..., rng=...)), and a callable or batches are not shuffled; got "
+            f"{type(data).__name__}")
     if valid is None:
         if train.is_stream:
             raise ValueError(
@@ -247,9 +301,14 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     else:
         valid = as_dataset(opt, valid, "valid", batch_size, ordered=True)
         datasets = {"train": train, "valid": valid}
+    given = opt._check_hypers(hyperparameters)  # a call that fails loads nothing
     if resume and os.path.exists(checkpoint):
-        opt._check_hypers(hyperparameters)  # a call that fails loads nothing
-        state.load(opt, checkpoint, datasets=datasets)
+        saved = state.read(opt, checkpoint)
+        # the schedules of this call take the saved states: checked before loading
+        state.check_schedule_states(_schedules(opt, given), state.schedule_tables(saved))
+        state.load_state_dict(opt, saved, datasets=datasets)
+    values = dict(opt._defaults, **given)
+    state.check_schedule_states(_schedules(opt, values), opt._settings.schedule_states)
     settings = opt._configure(hyperparameters)
     if mode is not None:
         opt._mode = mode
@@ -260,10 +319,27 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
                  checkpoint_every, datasets)
 
 
+def _schedules(opt, values):
+    """The schedules among hyperparameter values, by name."""
+    declared = opt.hyperparameters()
+    return {name: value for name, value in values.items()
+            if declared[name].schedulable and callable(value)}
+
+
 def _validate(opt, dataset, settings):
-    """Validate the parameters in place; record the result in the run state."""
+    """Validate the parameters in place; record the result in the run state.
+
+    A validation that does not finish (Ctrl-C, an exception) leaves no
+    trace: the dataset's position and shuffling go back to where it began,
+    so that the validation done again on resuming reads the same batches.
+    """
     run = opt._run
-    monitors, finite = run_batches(opt, opt._functions.evaluate(), dataset)
+    before = dataset.state_dict()
+    try:
+        monitors, finite = run_batches(opt, opt._functions.evaluate(), dataset)
+    except BaseException:
+        dataset.load_state_dict(before)
+        raise
     if not finite:
         raise _NonFinite(
             f"non-finite validation loss at iteration {run.iteration}: {dict(monitors)}")
@@ -276,24 +352,61 @@ def _validate(opt, dataset, settings):
     return monitors
 
 
+def _finite_or_raise(opt):
+    """Raise _NonFinite if a parameter or state variable is not finite."""
+    bad = nonfinite.first_nonfinite(
+        dict(zip(opt._keys, opt._params), **opt._used_state()))
+    if bad is not None:
+        raise _NonFinite(
+            f"{bad!r} is not finite after update {opt._run.updates} (iteration "
+            f"{opt._run.iteration}): a step overflowed although its loss and gradients "
+            "were finite; restored the best parameters "
+            f"(iteration {opt._run.best_iteration}). Try a smaller learning_rate or "
+            "gradient clipping (max_gradient_norm), or on_nonfinite='skip'.")
+
+
+def _save(opt, path, datasets):
+    """Write a checkpoint of a finite state; False (and an error logged) otherwise."""
+    try:
+        _finite_or_raise(opt)
+    except _NonFinite as error:
+        log.error("checkpoint %s not written: %s", path, error)
+        return False
+    state.save(opt, path, datasets=datasets)
+    return True
+
+
 def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets):
-    step, names, guarded = opt._functions.step()
-    if opt._run.resumed:
-        opt._run.resumed = False
-    else:
-        opt._run = opt._run.new_run(opt._params)
-    run = opt._run
-    skips = _Skips(settings["max_skips"])
+    """The training loop. A Ctrl-C is held while the loop runs (not while it is
+    suspended at a ``yield``) and raised at its next safe point; the loop then
+    ends as at any other end: the checkpoint, then the best parameters back."""
+    SIGINT.hold()
+    held = True
     label = type(opt).__name__
     count = 0
     failure = None
     ended = False  # a one-shot iterator of training batches ran out
     try:
+        if opt._run.resumed:
+            opt._run.resumed = False
+        else:  # first: an end during the compilation restores the parameters in place
+            opt._run = opt._run.new_run(opt._params)
+        run = opt._run
+        step, names, guarded = opt._functions.step()
+        SIGINT.check()  # a Ctrl-C during the compilation ends the call here
+        if run.fails > settings["patience"]:
+            log.warning(
+                "the run already ended: patience elapsed after %d validations without "
+                "improvement (iteration %d); pass patience=%d or more to continue it",
+                run.fails, run.iteration, run.fails)
+            return
         while True:
             done = ended or (max_updates is not None and count >= max_updates)
             due = (run.iteration - run.run_start) % settings["validate_every"] == 0
-            if (done or due) and not run.fresh_validation:
+            # an unfinished iteration (resumed) was validated before it began
+            if (done or due) and not run.fresh_validation and not run.batches:
                 _validate(opt, valid, settings)
+                SIGINT.check()
                 if run.fails > settings["patience"]:
                     log.info("patience elapsed after %d validations without improvement",
                              run.fails)
@@ -303,35 +416,52 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
             run.fresh_validation = False  # from the first batch on, even if interrupted
             try:
                 training, finite = run_batches(opt, step, train, names, guarded, train=True,
-                                               skips=skips)
+                                               max_skips=settings["max_skips"])
             except _EndOfData:
                 log.info("the training data ended after %d iterations", count)
                 ended = True
                 continue
-            count += 1
-            run.iteration += 1
             if not finite:
                 raise _NonFinite(
-                    f"non-finite loss at iteration {run.iteration}: {training}; "
+                    f"non-finite loss at iteration {run.iteration + 1}: {training}; "
                     f"restored the best parameters (iteration {run.best_iteration}). "
                     "Try a smaller learning_rate or gradient clipping "
                     "(max_gradient_norm), or on_nonfinite='skip'.")
+            run.end_iteration()
+            count += 1
+            _finite_or_raise(opt)
             _log(label, run.iteration, training)
             if every and count % every == 0:
                 state.save(opt, checkpoint, datasets=datasets)
+            SIGINT.check()
+            held = False
+            SIGINT.release()
             yield training, dict(run.last_validation)
+            SIGINT.hold()
+            held = True
     except KeyboardInterrupt:
-        log.info("interrupted at iteration %d", run.iteration)
+        opt._run.interrupted = True
+        log.info("interrupted at iteration %d (update %d)", opt._run.iteration,
+                 opt._run.updates)
     except _NonFinite as error:
         failure = error
+        if opt._run.batches:
+            opt._run.end_iteration()  # the failed iteration counts, as its updates do
     finally:
+        if not held:
+            SIGINT.hold()
         try:
             if checkpoint is not None and failure is None:
-                # the state as it stands, so that resuming continues exactly;
-                # the best parameters are in it too (early_stopping)
-                state.save(opt, checkpoint, datasets=datasets)
+                # the state as it stands (after the last whole step), so that
+                # resuming continues exactly; the best parameters are in it too
+                _save(opt, checkpoint, datasets)
         finally:
-            restore_best(opt)
+            try:
+                restore_best(opt)
+            finally:
+                if SIGINT.discard():
+                    log.info("interrupted while the run was ending")
+                SIGINT.release(deliver=False)
     if failure is not None:
         if settings["on_nonfinite"] == "stop":
             log.error("stopped: %s", failure)
@@ -349,6 +479,10 @@ def restore_best(opt):
 def minimize(opt, *args, **kwargs):
     """Run :func:`iterate` to the end.
 
+    Ctrl-C is held for the whole run, so that one anywhere in it (between
+    two iterations too) ends the run as :func:`iterate` does: quietly, with
+    the checkpoint written and the best parameters in place.
+
     Parameters
     ----------
     opt : Optimizer
@@ -362,7 +496,14 @@ def minimize(opt, *args, **kwargs):
         See :meth:`downhill.Optimizer.minimize`.
     """
     training = None
-    for training, _ in iterate(opt, *args, **kwargs):
-        pass
+    SIGINT.hold()
+    try:
+        for training, _ in iterate(opt, *args, **kwargs):
+            pass
+    finally:
+        # a Ctrl-C after the loop's end: the run is over, as the loop's own
+        if SIGINT.discard():
+            log.info("interrupted while the run was ending")
+        SIGINT.release(deliver=False)
     last = opt._run.last_validation
     return training, None if last is None else collections.OrderedDict(last)

@@ -25,6 +25,7 @@ __all__ = [
     "find_inputs_and_params",
     "halflife_to_decay",
     "unique_keys",
+    "RESERVED_KEYS",
     "COMPILE_FLAGS",
     "compile_function",
 ]
@@ -195,6 +196,11 @@ def unknown_name_error(name, known, what):
         f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")
 
 
+#: Names a checkpoint's format reserves (an array reference in its header):
+#: a parameter so named gets a suffix like a repeated one.
+RESERVED_KEYS = frozenset({"__array__"})
+
+
 def unique_keys(names):
     """Names made unique by appending ``#i`` (the position) to repeated ones.
 
@@ -206,10 +212,24 @@ def unique_keys(names):
     Returns
     -------
     list of str
-        ``['w', 'w', 'b']`` gives ``['w#0', 'w#1', 'b']``.
+        ``['w', 'w', 'b']`` gives ``['w#0', 'w#1', 'b']``. The keys are
+        unique whatever the names: a key made for a repeated name that is
+        another parameter's own name gets ``#i`` again (``['w', 'w', 'w#0']``
+        gives ``['w#0#0', 'w#1', 'w#0']``), and a reserved name
+        (:data:`RESERVED_KEYS`) is suffixed like a repeated one.
     """
     counts = collections.Counter(names)
-    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+    kept = {n for n in names if counts[n] == 1 and n not in RESERVED_KEYS}
+    keys = []
+    for i, name in enumerate(names):
+        if name in kept:
+            keys.append(name)
+            continue
+        key = f"{name}#{i}"
+        while key in kept or key in keys:
+            key = f"{key}#{i}"
+        keys.append(key)
+    return keys
 
 
 #: PyTensor flags every function of an optimizer is compiled under (see

@@ -1,5 +1,5 @@
 """Argument checks: the loss, parameters, inputs, updates, monitors, compile
-modes, hyperparameter names and counts given to an optimizer.
+modes, hyperparameter names, counts and batch sizes given to an optimizer.
 
 Each check either returns the argument in the form the rest of the library
 uses or raises one ``ValueError`` that names the offending item and what
@@ -8,6 +8,7 @@ would be accepted, so the optimizer's own code reads as its algorithm.
 
 import numbers
 
+import numpy as np
 import pytensor
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Constant, Variable
@@ -26,6 +27,8 @@ __all__ = [
     "add_gradient_monitors",
     "check_hypers",
     "check_count",
+    "check_batch_size",
+    "check_axis",
 ]
 
 
@@ -86,6 +89,10 @@ def check_mode(mode):
         If PyTensor does not know it.
     """
     if mode is not None:
+        if not isinstance(mode, (str, pytensor.compile.mode.Mode)):
+            raise ValueError(
+                f"unknown compile mode {mode!r}: a mode is a name such as 'NUMBA', 'CVM', "
+                "'JAX' or a pytensor Mode")
         try:
             pytensor.compile.mode.get_mode(mode)
         except (ValueError, TypeError, AttributeError) as error:
@@ -441,6 +448,57 @@ def check_count(name, value, low=0, optional=False):
     """
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not _integer(value) or value < low:
         raise ValueError(f"invalid {name}: {value!r} (must be an integer >= {low})")
+    return int(value)
+
+
+def _integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_batch_size(value):
+    """Check a batch size: an integer; 0 or less means one batch of everything.
+
+    Parameters
+    ----------
+    value : object
+        What the caller gave (a numpy integer is accepted).
+
+    Returns
+    -------
+    int
+        The value as a Python int.
+
+    Raises
+    ------
+    ValueError
+        For anything else: a string, a float (2.5 is not silently 2), NaN.
+    """
+    if not _integer(value):
+        raise ValueError(
+            f"invalid batch_size: {value!r} (must be an integer; 0 or less means one "
+            "batch of all the samples)")
+    return int(value)
+
+
+def check_axis(value):
+    """Check the axis a dataset batches along: an integer.
+
+    Parameters
+    ----------
+    value : object
+        What the caller gave.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        For a non-integer such as ``"0"``.
+    """
+    if not _integer(value):
+        raise ValueError(f"invalid axis: {value!r} (must be an integer, e.g. 0)")
     return int(value)

@@ -1,0 +1,345 @@
+"""What a run does when it goes wrong or is asked something wrong.
+
+An overflowing step (finite loss and gradient, non-finite new values) is
+never applied under ``'skip'`` and never checkpointed; an interrupt at any
+update resumes bit for bit; a finished run stays finished; a bad batch
+size or axis, bad batches from a callable and a mode of the wrong kind are
+refused at the call (unusable checkpoint paths: test_checkpoint_path_call.py); ``minimize`` and ``iterate`` take
+a seed for shuffling arrays.
+"""
+
+import logging
+import math
+import os
+import signal
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import downhill
+from downhill import checkpoint
+
+
+def regression(n=64, seed=0):
+    r = np.random.default_rng(seed)
+    X = r.normal(size=(n, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3
+    w = pytensor.shared(np.zeros(3), name="w")
+    b = pytensor.shared(np.asarray(0.0), name="b")
+    x = pt.matrix("x")
+    t = pt.vector("t")
+    return ((x @ w + b - t) ** 2).mean(), (w, b), X, y
+
+
+# ----------------------------------------------------------------------
+# a step that overflows with a finite loss and gradient
+
+
+def overflowing():
+    """A linear loss, finite with a gradient of 1. With SGD and learning_rate=1e308
+    the second step overflows (w = -inf) while its loss (-1e308) is finite."""
+    w = pytensor.shared(np.zeros(1), name="w")
+    return downhill.build("sgd", (w * 1.0).sum()), w
+
+
+@pytest.mark.parametrize("policy", ["raise", "stop", "skip"])
+def test_an_overflowing_step_is_never_checkpointed(tmp_path, policy, caplog):
+    path = tmp_path / "run.npz"
+    opt, w = overflowing()
+    settings = dict(learning_rate=1e308, validate_every=100, patience=1000,
+                    checkpoint=path, checkpoint_every=1, on_nonfinite=policy, max_skips=2)
+    with caplog.at_level(logging.ERROR, logger="downhill"):
+        if policy == "stop":
+            opt.minimize(None, max_updates=5, **settings)
+            assert any("'w' is not finite" in r.getMessage() for r in caplog.records)
+        else:
+            with pytest.raises(FloatingPointError) as error:
+                opt.minimize(None, max_updates=5, **settings)
+            if policy == "raise":
+                assert "'w' is not finite after update 2" in str(error.value)
+    assert np.isfinite(w.get_value()).all()
+    saved = checkpoint.read(path)[1]
+    # the last good state: after the first step (w = -1e308)
+    np.testing.assert_array_equal(saved["params"]["w"], [-1e308])
+    if policy == "skip":   # the later steps were skipped, not applied
+        assert saved["counters"]["updates"] == 3 and saved["progress"]["skips"] == 2
+    # a later resume works: the file is usable
+    again, w2 = overflowing()
+    again.minimize(None, max_updates=1, checkpoint=path, resume=True, learning_rate=1e-3)
+    assert np.isfinite(w2.get_value()).all()
+
+
+OVERFLOW = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+
+def state_overflowing():
+    """ADAGRAD on a linear loss with gradient 1e160: the accumulated g * g
+    overflows to inf while the step g / sqrt(inf) = 0 keeps w finite."""
+    w = pytensor.shared(np.ones(2), name="w")
+    return downhill.build("adagrad", (w * 1e160).sum()), w
+
+
+@OVERFLOW  # PyTensor's constant folding of 1e160 ** 2
+def test_skip_discards_a_step_whose_state_overflows_though_its_parameter_does_not():
+    opt, w = state_overflowing()
+    opt.minimize(None, max_updates=1, learning_rate=0.1, on_nonfinite="skip",
+                 max_skips=5, validate_every=100)
+    np.testing.assert_array_equal(w.get_value(), np.ones(2))
+    np.testing.assert_array_equal(opt.state_dict()["state"]["w_g2_acc"], np.zeros(2))
+
+
+@OVERFLOW
+@pytest.mark.parametrize("policy", ["raise", "stop"])
+def test_a_state_that_overflows_is_detected_by_raise_and_stop(tmp_path, policy, caplog):
+    path = tmp_path / "run.npz"
+    opt, w = state_overflowing()
+    settings = dict(learning_rate=0.1, on_nonfinite=policy, validate_every=100,
+                    checkpoint=path, checkpoint_every=1)
+    with caplog.at_level(logging.ERROR, logger="downhill"):
+        if policy == "raise":
+            with pytest.raises(FloatingPointError, match="'w_g2_acc' is not finite"):
+                opt.minimize(None, max_updates=3, **settings)
+        else:
+            opt.minimize(None, max_updates=3, **settings)
+            assert any("'w_g2_acc' is not finite" in r.getMessage() for r in caplog.records)
+    assert not path.exists()      # no good state to save after the first step
+    np.testing.assert_array_equal(w.get_value(), np.ones(2))   # the best, restored
+
+
+# ----------------------------------------------------------------------
+# an interrupt (a real SIGINT) at any update resumes bit for bit
+
+
+def interrupting_at(update):
+    """A learning-rate schedule that sends this process SIGINT before ``update``."""
+    def schedule(n):
+        if n == update:
+            os.kill(os.getpid(), signal.SIGINT)
+        return 0.01 / (1 + n / 50)
+    return schedule
+
+
+def resumable():
+    loss, params, X, y = regression(n=80)
+    opt = downhill.build("rmsprop", loss, monitors={"w0": params[0][0]})
+    train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")  # 5 batches
+    valid = downhill.Dataset([X, y], batch_size=40, rng=8, name="valid")
+    return opt, params, train, valid
+
+
+SETTINGS = dict(momentum=0.5, validate_every=2, patience=100)
+
+
+@pytest.mark.parametrize("update", [1, 4, 7, 9, 23])
+def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
+    # SIGINT comes as update+1 begins (the schedule is evaluated before it):
+    # it is held until that step and its bookkeeping are done
+    opt, params, train, valid = resumable()
+    straight = list(opt.iterate(train, valid, max_updates=6, learning_rate=interrupting_at(-1),
+                                **SETTINGS))
+    final = opt.state_dict(datasets={"train": train, "valid": valid})
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = resumable()
+    part1 = list(first.iterate(train1, valid1, max_updates=6, checkpoint=path,
+                               learning_rate=interrupting_at(update), **SETTINGS))
+    assert first._run.interrupted                 # ended by the interrupt, quietly
+    saved = checkpoint.read(path)[1]
+    # the state after the last whole step: updates done, batches of the iteration
+    done, batches = saved["counters"]["iteration"], saved["progress"]["batches"]
+    assert saved["counters"]["updates"] == update + 1 == 5 * done + batches
+    assert 0 < batches <= 5 and done == len(part1) < 6
+
+    second, params2, train2, valid2 = resumable()
+    part2 = list(second.iterate(train2, valid2, max_updates=6 - len(part1), checkpoint=path,
+                                resume=True, learning_rate=interrupting_at(-1), **SETTINGS))
+    assert part1 + part2 == straight         # the monitors of every iteration, too
+    resumed = second.state_dict(datasets={"train": train2, "valid": valid2})
+    for table in ("params", "state"):
+        for name, value in final[table].items():
+            assert resumed[table][name].tobytes() == value.tobytes(), name
+    assert resumed["counters"] == final["counters"]
+    assert resumed["datasets"]["train"]["rng"] == final["datasets"]["train"]["rng"]
+    assert resumed["datasets"]["train"]["position"] == final["datasets"]["train"]["position"]
+
+
+def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
+    from downhill.schedules import StepDecay
+
+    def run(iterations, path=None, resume=False):
+        loss, (w, b), X, y = regression()
+        opt = downhill.build("sgd", loss, learning_rate=StepDecay(0.05, 0.5, 10))
+        opt.minimize(downhill.Dataset([X, y], batch_size=16, rng=1), max_updates=iterations,
+                     validate_every=100, checkpoint=path, resume=resume)
+        return opt, w.get_value()
+
+    _, straight = run(6)
+    path = tmp_path / "run.npz"
+    run(3, path)
+    opt, resumed = run(3, path, resume=True)
+    assert isinstance(opt._values["learning_rate"], StepDecay)   # not its last value
+    assert resumed.tobytes() == straight.tobytes()
+
+
+def test_a_sigint_in_a_callable_dataset_ends_the_loop_there(tmp_path):
+    # a callable is the caller's code: the interrupt raises in it at once
+    loss, (w, b), X, y = regression()
+    calls = {"n": 0}
+
+    def batches():
+        calls["n"] += 1
+        if calls["n"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return [X[:8], y[:8]]
+
+    opt = downhill.build("sgd", loss)
+    path = tmp_path / "run.npz"
+    opt.minimize(downhill.Dataset(batches, iteration_size=4), valid=[X, y], checkpoint=path,
+                 learning_rate=0.05, validate_every=1, patience=100)
+    saved = checkpoint.read(path)[1]
+    assert saved["counters"]["updates"] == 5 and saved["progress"]["batches"] == 1
+    assert calls["n"] == 6
+
+
+def test_a_sigint_outside_the_library_raises_in_the_callers_code():
+    # between two iterations of iterate() the caller's own code runs, unheld
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for train, _ in opt.iterate([X, y], learning_rate=0.01, max_updates=5):
+            seen.append(train)
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the interrupt did not raise in the caller's loop")
+    assert len(seen) == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ----------------------------------------------------------------------
+# a finished run stays finished
+
+
+def test_relaunching_a_run_stopped_by_patience_trains_no_more(tmp_path, caplog):
+    path = tmp_path / "run.npz"
+    # no validation after the first improves by half: patience ends the run
+    settings = dict(learning_rate=1e-3, min_improvement=0.5, validate_every=2, patience=1,
+                    checkpoint=path)
+
+    def launch(**more):
+        loss, (w, b), X, y = regression()
+        opt = downhill.build("sgd", loss)
+        opt.minimize([X, y], resume=True, **dict(settings, **more))
+        return checkpoint.read(path)[1]["counters"]["iteration"]
+
+    first = launch()
+    assert first == 4          # validations at 0, 2, 4: no improvement after the first
+    with caplog.at_level(logging.WARNING, logger="downhill"):
+        assert launch() == first
+        assert launch() == first
+    assert any("already ended" in r.getMessage() for r in caplog.records)
+    # a larger patience continues the run
+    assert launch(patience=3) == first + 4
+
+
+# ----------------------------------------------------------------------
+# refused at the call
+
+
+@pytest.mark.parametrize("size", ["16", 2.5, float("nan"), True])
+def test_a_bad_batch_size_is_refused_naming_it(size):
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match="invalid batch_size"):
+        opt.iterate([X, y], batch_size=size)
+    with pytest.raises(ValueError, match="invalid batch_size"):
+        downhill.Dataset([X, y], batch_size=size)
+
+
+def test_numpy_integers_are_counts_and_batch_sizes():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    results = list(opt.iterate([X, y], max_updates=np.int64(3), batch_size=np.int32(16),
+                               checkpoint_every=np.int64(0), learning_rate=0.01))
+    assert len(results) == 3 and opt._run.updates == 12
+
+
+def test_a_bad_axis_is_refused():
+    loss, (w, b), X, y = regression()
+    with pytest.raises(ValueError, match="invalid axis: '0'"):
+        downhill.Dataset([X, y], axis="0")
+
+
+@pytest.mark.parametrize("batch,message", [
+    (lambda X, y: [X[:8], y[:7]], "different lengths"),
+    (lambda X, y: [X[:0], y[:0]], "empty batch"),
+    (lambda X, y: [X[:8] + 1j, y[:8]], "complex128, which cannot become float64"),
+])
+def test_bad_callable_batches_are_refused(batch, message):
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match=message):
+        opt.minimize(lambda: batch(X, y), valid=[X, y], max_updates=1, learning_rate=0.01)
+
+
+@pytest.mark.parametrize("mode", [5, object()])
+def test_a_mode_of_the_wrong_kind_is_refused(mode):
+    loss, (w, b), X, y = regression()
+    with pytest.raises(ValueError, match="unknown compile mode"):
+        downhill.build("sgd", loss, mode=mode)
+    opt = downhill.build("sgd", loss)
+    with pytest.raises(ValueError, match="unknown compile mode"):
+        opt.iterate([X, y], mode=mode)
+
+
+def test_cli_resume_from_another_problem_blames_the_checkpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from downhill.cli import cli
+    path = str(tmp_path / "run.npz")
+    run = CliRunner().invoke
+    first = run(cli, ["run", "rosenbrock", "--max-updates", "1", "--checkpoint", path])
+    assert first.exit_code == 0, first.output
+    other = run(cli, ["run", "rosenbrock", "--dims", "5", "--max-updates", "1",
+                       "--checkpoint", path, "--resume"])
+    assert other.exit_code == 2
+    assert "Invalid value for '--resume'" in other.output
+    assert "hyperparameters" not in other.output
+
+
+# ----------------------------------------------------------------------
+# seeds
+
+
+def test_minimize_with_a_seed_is_reproducible():
+    def once(seed):
+        loss, (w, b), X, y = regression()
+        downhill.minimize(loss, [X, y], batch_size=8, rng=seed, max_updates=3,
+                          learning_rate=0.01, valid_batches=2)
+        return w.get_value()
+
+    np.testing.assert_array_equal(once(5), once(5))
+    assert not np.array_equal(once(5), once(6))
+
+
+def test_iterate_takes_a_seed_for_arrays():
+    def once(seed):
+        loss, (w, b), X, y = regression()
+        opt = downhill.build("sgd", loss)
+        opt.minimize([X, y], [X, y], batch_size=8, rng=seed, max_updates=2,
+                     learning_rate=0.01)
+        return w.get_value()
+
+    np.testing.assert_array_equal(once(3), once(3))
+    # the same as a Dataset with that seed
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    opt.minimize(downhill.Dataset([X, y], batch_size=8, rng=3), [X, y], batch_size=8,
+                 max_updates=2, learning_rate=0.01)
+    np.testing.assert_array_equal(w.get_value(), once(3))
+    with pytest.raises(ValueError, match="rng= seeds the shuffling of train arrays"):
+        opt.iterate(downhill.Dataset([X, y]), rng=3)
+    with pytest.raises(ValueError, match="rng must be"):
+        downhill.minimize(loss, [X, y], rng="x")
+    assert math.isfinite(opt.evaluate([X, y])["loss"])
