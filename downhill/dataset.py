@@ -117,6 +117,51 @@ def _set_rng_state(rng, state):
         rng.bit_generator.state = state
 
 
+def _checked_state(ds, state):
+    """A saved state of ``ds`` checked: its generator state, position, permutation."""
+    if not isinstance(state, dict):
+        raise ValueError(f"dataset {ds.name!r}: a saved state must be a table, got {state!r}")
+    rng = state.get("rng")
+    _check_rng_state(ds.rng, rng, ds.name)
+    position, perm = state.get("position"), state.get("perm")
+    if ds._kind in ("arrays", "batches"):
+        passes = len(ds._starts) if ds._kind == "arrays" else len(ds._source)
+        if isinstance(position, bool) or not isinstance(position, numbers.Integral) \
+                or not 0 <= position <= passes:
+            raise ValueError(
+                f"dataset {ds.name!r}: saved position {position!r} does not fit "
+                f"its {passes} batches per pass")
+        position = int(position)
+    if ds._kind == "arrays" and perm is not None:
+        saved = state.get("shuffle_samples", True)  # states before 0.5 shuffled samples
+        if saved != ds.shuffle_samples:
+            raise ValueError(
+                f"dataset {ds.name!r}: the saved state shuffles "
+                f"{'samples' if saved else 'batches'}; create the dataset with "
+                f"shuffle_samples={saved!r} to resume it")
+        size = ds._count if ds.shuffle_samples else len(ds._starts)
+        perm = np.asarray(perm)
+        if perm.dtype.kind not in "iu" or perm.shape != (size,) \
+                or not np.array_equal(np.sort(perm), np.arange(size)):
+            raise ValueError(
+                f"dataset {ds.name!r}: saved permutation does not fit its "
+                f"{size} {'samples' if ds.shuffle_samples else 'batches'}")
+    return rng, position, perm
+
+
+def _check_batch(name, batch, ndims):
+    """A converted batch of a callable or an iterable: one length along axis 0, not empty."""
+    if any(n is not None and getattr(x, "ndim", n) != n for x, n in zip(batch, ndims)):
+        return  # the compiled function names the input and its dimensions
+    lengths = [x.shape[0] for x in batch if getattr(x, "ndim", 0)]
+    if lengths and min(lengths) == 0:
+        raise ValueError(f"{name}: the batch is empty (lengths {lengths})")
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"{name}: the batch holds arrays of different lengths {lengths}; every input "
+            "needs one entry per sample of the batch")
+
+
 def _fits(array, variable, axis):
     """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
 
@@ -177,9 +222,7 @@ class Dataset:
     ValueError
         If the arrays differ in length along ``axis``, an input is of an
         unsupported type or empty, ``batch_size`` or ``axis`` is not an
-        integer, or ``iteration_size`` is not positive. The batches of a
-        callable or an iterable are checked as they come (see
-        :meth:`as_arguments`).
+        integer, or ``iteration_size`` is not positive.
 
     Notes
     -----
@@ -314,16 +357,10 @@ class Dataset:
         return self._kind == "stream"
 
     @property
-    def is_arrays(self):
-        """Whether batches are slices of arrays (shuffled by ``rng``)."""
-        return self._kind == "arrays"
-
-    @property
-    def external(self):
-        """Whether batches come from the caller's code: a callable or an
-        iterable other than a list of batches (the training loop lets a
-        Ctrl-C raise in it at once; see :mod:`downhill.interrupts`)."""
-        return self._kind in ("callable", "iterable", "stream")
+    def kind(self):
+        """Where batches come from: ``'arrays'``, ``'callable'``, ``'batches'``
+        (a list of them), ``'iterable'`` or ``'stream'`` (a one-shot iterator)."""
+        return self._kind
 
     def conform(self, variables):
         """Check the data against the symbolic inputs and cast it once.
@@ -406,10 +443,8 @@ class Dataset:
         ------
         ValueError
             If the batch holds another number of arrays than the loss has
-            inputs, arrays of different lengths, no samples, or an array
-            whose dtype cannot become its input's without changing kind
-            (complex for a float input), as arrays given directly are
-            refused.
+            inputs, arrays of unequal lengths, no samples, or a dtype that
+            cannot become its input's without changing kind (complex).
         """
         if self._kind == "arrays":
             return batch
@@ -423,21 +458,8 @@ class Dataset:
                     f"{len(self._converters)} inputs")
             batch = [_convert(x, d, self.name, i)
                      for i, (x, d) in enumerate(zip(batch, self._converters))]
-            self._check_lengths(batch)
+            _check_batch(self.name, batch, self._ndims)
         return batch
-
-    def _check_lengths(self, batch):
-        """A converted batch: one length along axis 0, not empty."""
-        if any(n is not None and getattr(x, "ndim", n) != n
-               for x, n in zip(batch, self._ndims)):
-            return  # the compiled function names the input and its dimensions
-        lengths = [x.shape[0] for x in batch if getattr(x, "ndim", 0)]
-        if lengths and min(lengths) == 0:
-            raise ValueError(f"{self.name}: the batch is empty (lengths {lengths})")
-        if len(set(lengths)) > 1:
-            raise ValueError(
-                f"{self.name}: the batch holds arrays of different lengths {lengths}; "
-                "every input needs one entry per sample of the batch")
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -478,40 +500,14 @@ class Dataset:
             samples or batches, another shuffling, or another kind of random
             generator).
         """
-        if not isinstance(state, dict):
-            raise ValueError(
-                f"dataset {self.name!r}: a saved state must be a table, got {state!r}")
-        rng = state.get("rng")
-        _check_rng_state(self.rng, rng, self.name)
-        position, perm = state.get("position"), state.get("perm")
-        if self._kind in ("arrays", "batches"):
-            passes = len(self._starts) if self._kind == "arrays" else len(self._source)
-            if isinstance(position, bool) or not isinstance(position, numbers.Integral) \
-                    or not 0 <= position <= passes:
-                raise ValueError(
-                    f"dataset {self.name!r}: saved position {position!r} does not fit "
-                    f"its {passes} batches per pass")
-        if self._kind == "arrays" and perm is not None:
-            saved = state.get("shuffle_samples", True)  # states before 0.5 shuffled samples
-            if saved != self.shuffle_samples:
-                raise ValueError(
-                    f"dataset {self.name!r}: the saved state shuffles "
-                    f"{'samples' if saved else 'batches'}; create the dataset with "
-                    f"shuffle_samples={saved!r} to resume it")
-            size = self._count if self.shuffle_samples else len(self._starts)
-            perm = np.asarray(perm)
-            if perm.dtype.kind not in "iu" or perm.shape != (size,) \
-                    or not np.array_equal(np.sort(perm), np.arange(size)):
-                raise ValueError(
-                    f"dataset {self.name!r}: saved permutation does not fit its "
-                    f"{size} {'samples' if self.shuffle_samples else 'batches'}")
+        rng, position, perm = _checked_state(self, state)  # everything first
         _set_rng_state(self.rng, rng)
         if self._kind == "arrays":
             if perm is not None:
                 self._permute(perm)
-            self._position = int(position) if perm is not None else len(self._starts)
+            self._position = position if perm is not None else len(self._starts)
         elif self._kind == "batches":
-            self._position = int(position)
+            self._position = position
 
     def in_order(self):
         """The same data in batches without shuffling, one full pass per iteration.

@@ -40,7 +40,7 @@ class _EndOfData(Exception):
     """Internal: a one-shot iterator of training batches has ended."""
 
 
-def as_dataset(opt, data, name, batch_size=32, ordered=False, rng=None):
+def as_dataset(opt, data, name, batch_size=32, ordered=False):
     """Wrap data into a Dataset conformed to the optimizer's inputs.
 
     Parameters
@@ -55,8 +55,6 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False, rng=None):
         For arrays.
     ordered : bool, optional
         Arrays are read in order, not shuffled.
-    rng : int or numpy.random.Generator, optional
-        For arrays: the shuffling's seed or generator.
 
     Returns
     -------
@@ -72,7 +70,7 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False, rng=None):
         dataset = Dataset(lambda: [], name=name, iteration_size=1)
     else:
         try:
-            dataset = Dataset(data, name=name, batch_size=batch_size, rng=rng)
+            dataset = Dataset(data, name=name, batch_size=batch_size)
         except ValueError as error:
             if not str(error).startswith("dataset inputs must be"):
                 raise
@@ -156,7 +154,8 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         batches = opt._functions.graph_batches(dataset)
     else:
         fn.trust_input = getattr(dataset, "trusted", False)
-        source = _unheld(dataset) if getattr(dataset, "external", False) else dataset
+        external = getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
+        source = _unheld(dataset) if external else dataset  # the caller's code
         convert = dataset.as_arguments
         batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, source))
     if train:
@@ -244,7 +243,7 @@ def _log(label, iteration, monitors, marker=""):
 
 
 def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mode=None,
-            checkpoint=None, checkpoint_every=0, resume=False, rng=None, **hyperparameters):
+            checkpoint=None, checkpoint_every=0, resume=False, **hyperparameters):
     """Check the arguments of a training run and return its loop.
 
     Parameters
@@ -253,10 +252,6 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         The optimizer to train.
     train, valid, max_updates, batch_size, mode, checkpoint, checkpoint_every, resume
         See :meth:`downhill.Optimizer.iterate`, which documents every argument.
-    rng : int or numpy.random.Generator, optional
-        Seed or generator for the shuffling of ``train`` when it is given as
-        arrays (as :class:`~downhill.Dataset`'s ``rng``); refused for a
-        Dataset (which has its own) or a callable.
     **hyperparameters
         As there.
 
@@ -283,14 +278,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         checkpoint = check_path(checkpoint)  # unusable paths fail now, not after the run
     validation.check_mode(mode)
     batch_size = validation.check_batch_size(batch_size)
-    data = train
-    train = as_dataset(opt, train, "train", batch_size,
-                       rng=None if isinstance(train, Dataset) else rng)
-    if rng is not None and (isinstance(data, Dataset) or not train.is_arrays):
-        raise ValueError(
-            "rng= seeds the shuffling of train arrays; a Dataset has its own rng "
-            "(Dataset(..., rng=...)), and a callable or batches are not shuffled; got "
-            f"{type(data).__name__}")
+    train = as_dataset(opt, train, "train", batch_size)
     if valid is None:
         if train.is_stream:
             raise ValueError(
