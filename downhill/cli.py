@@ -9,14 +9,21 @@
 
 The library logs through ``logging.getLogger('downhill')``; this module
 installs a handler that writes those lines to stderr (``-v``/``-q`` change
-the level) and shows a progress bar instead when stderr is a terminal.
-Results go to stdout, as text or, with ``--json``, as JSON.
+the level, before or after the subcommand). When stderr is a terminal the
+library's progress display (:mod:`downhill.progress`) shows each run on
+one line instead; otherwise a line per validation and a summary per run
+(``-v`` adds one per iteration). Results go to stdout, as text or, with
+``--json``, as JSON.
 
 Exit codes: 0 on success, 2 for bad usage (unknown algorithm or problem,
 invalid hyperparameter), 1 when a run fails (e.g. the loss becomes
-non-finite); a failure prints one line, or the traceback with ``--debug``.
+non-finite; one line, or the traceback with ``--debug``), 130 on Ctrl-C:
+the run stops at the end of its iteration, the best parameters are kept
+(and checkpointed with ``--checkpoint``) and their results printed; a
+second Ctrl-C stops at once.
 """
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -24,15 +31,19 @@ import logging
 import math
 import os
 import re
+import shutil
+import signal
 import sys
-import time
+import textwrap
+import threading
 
 import click
 
-from . import __version__, problems
+from . import __version__, hyperparams, problems, progress
 from .base import Optimizer
 from .registry import ALGORITHMS
 from .checkpoint import CheckpointError
+from .training import iteration_log
 from .util import log, unknown_name_error
 
 __all__ = ["cli", "main"]
@@ -65,33 +76,77 @@ class _Formatter(logging.Formatter):
 
 
 class _Settings:
-    """Options of the ``downhill`` group, shared with the subcommands."""
+    """The global options (-v, -q, --debug), given before or after the subcommand."""
 
-    def __init__(self, level, debug, terminal):
-        self.level = level
+    def __init__(self, verbose, quiet, debug, terminal):
+        self.verbose = verbose
+        self.quiet = quiet
         self.debug = debug
         self.terminal = terminal
 
     @property
+    def level(self):
+        """The ``downhill`` logger's level: WARNING on a terminal, INFO otherwise."""
+        base = logging.WARNING if self.terminal else logging.INFO
+        level = min(max(base - 10 * self.verbose + 10 * self.quiet, logging.DEBUG),
+                    logging.CRITICAL)
+        if self.quiet > self.verbose:
+            level = max(level, logging.ERROR)   # -q: errors only, terminal or not
+        return level
+
+    @property
     def progress_bar(self):
-        """Show a bar when stderr is a terminal and per-iteration lines are off."""
+        """Show the progress display when stderr is a terminal and per-iteration lines are off."""
         return self.terminal and self.level > logging.INFO
 
+    def apply(self):
+        """Set the loggers' levels: per-iteration lines only with -v."""
+        log.setLevel(self.level)
+        every = self.verbose > 0 and self.level <= logging.INFO
+        iteration_log.setLevel(logging.NOTSET if every else logging.WARNING)
 
-def _install_logging(ctx, level):
+
+def _install_logging(ctx, settings):
     handler = _StderrHandler()
     handler.setFormatter(_Formatter())
-    saved = log.level, log.propagate
+    saved = log.level, log.propagate, iteration_log.level
     log.addHandler(handler)
-    log.setLevel(level)
     log.propagate = False
+    settings.apply()
 
     def restore():
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+        iteration_log.setLevel(saved[2])
 
     ctx.call_on_close(restore)
+
+
+def _add_global(ctx, param, value):
+    """Callback of -v/-q/--debug given after the subcommand."""
+    settings = ctx.find_object(_Settings)
+    if settings is not None and value:
+        if param.name == "debug":
+            settings.debug = True
+        else:
+            setattr(settings, param.name, getattr(settings, param.name) + value)
+        settings.apply()
+
+
+def _global_options(command):
+    """-v, -q and --debug, also accepted after the subcommand."""
+    options = [
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_add_global,
+                     help="As before the command: more log lines on stderr."),
+        click.option("-q", "--quiet", count=True, expose_value=False, callback=_add_global,
+                     help="As before the command: errors only on stderr."),
+        click.option("--debug", is_flag=True, expose_value=False, callback=_add_global,
+                     help="As before the command: show the traceback when a command fails."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _one_line(err):
@@ -99,20 +154,159 @@ def _one_line(err):
     return (text[0] if text else type(err).__name__)
 
 
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+class _Interrupts:
+    """Ctrl-C during a command, made predictable.
+
+    While a run trains, SIGINT is only counted: the run stops at the end of
+    the iteration (``stop_requested``), never inside a compiled call, so
+    the best parameters and the checkpoint are always in order. While it
+    compiles, and outside runs, SIGINT raises ``KeyboardInterrupt`` at once
+    (a compiler that swallows it is caught up with when it returns); a
+    second Ctrl-C always does.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.defer = False
+        self._saved = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._saved = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            signal.signal(signal.SIGINT, self._saved)
+            self._saved = None
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if self.count > 1 or not self.defer:
+            raise KeyboardInterrupt
+
+    def stop_requested(self, *args):
+        """Whether Ctrl-C was pressed (``problems.train`` stops on a true return)."""
+        return self.count > 0
+
+    def check(self):
+        """Raise the KeyboardInterrupt a compiler swallowed."""
+        if self.count:
+            raise KeyboardInterrupt
+
+
+class _Progress(progress.Progress):
+    """The library's display, with the command's Ctrl-C handling in its hooks."""
+
+    def __init__(self, show, interrupts, label=None):
+        super().__init__(show, label)
+        self.interrupts = interrupts
+
+    @contextlib.contextmanager
+    def compiling(self):
+        with super().compiling():
+            self.interrupts.defer = False
+            try:
+                yield
+                self.interrupts.check()
+            finally:
+                self.interrupts.defer = True
+
+    def on_finish(self, run, reason, checkpoint=None):
+        if self.interrupts.count and reason == "closed":
+            reason = "interrupted"   # the command stopped the loop for Ctrl-C
+        super().on_finish(run, reason, checkpoint)
+
+
+class _Interrupted(Exception):
+    """Internal: a run was interrupted; carries what it left (or None)."""
+
+    def __init__(self, display, history=None):
+        super().__init__("interrupted")
+        self.display = display
+        self.history = history
+        self.reported = False   # the message is out
+
+
+def _interrupt_message(display):
+    """'interrupted at iteration N; best parameters (iteration M) kept' and the checkpoint."""
+    if display is None:
+        return "interrupted"
+    if display.phase == "compiling":
+        return f"interrupted while compiling the {display.label or 'training'} step; nothing trained"
+    text = f"interrupted at iteration {display.iteration}"
+    if display.best_iteration is not None:
+        text += f"; best parameters (iteration {display.best_iteration}) kept"
+    if display.checkpoint is not None:
+        text += f"; checkpoint saved to {display.checkpoint}"
+    return text
+
+
 def _reports_failures(command):
-    """Turn an exception into a one-line error and exit code 1 (unless --debug)."""
+    """Ctrl-C, failures and the global options of one command.
+
+    An exception becomes a one-line error and exit code 1 (unless
+    --debug), Ctrl-C exit code 130 with one message.
+    """
+    @_global_options
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as err:
-            settings = click.get_current_context().find_object(_Settings)
-            if settings is not None and settings.debug:
+        with _Interrupts() as interrupts:
+            try:
+                return command(*args, interrupts=interrupts, **kwargs)
+            except KeyboardInterrupt:
+                click.echo(_interrupt_message(None), err=True)
+                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            except _Interrupted as stop:
+                if not stop.reported:
+                    click.echo(_interrupt_message(stop.display), err=True)
+                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
-            raise click.ClickException(f"{type(err).__name__}: {_one_line(err)}") from err
+            except Exception as err:
+                settings = click.get_current_context().find_object(_Settings)
+                if settings is not None and settings.debug:
+                    raise
+                raise click.ClickException(
+                    f"{type(err).__name__}: {_cli_syntax(_one_line(err))}") from err
     return wrapper
+
+
+def _dedicated_options():
+    """Hyperparameters with an option of their own, by name."""
+    return {name: hint.strip("'") for name, (hint, _) in
+            _dedicated(None, None, None, None, None).items()}
+
+
+def _cli_syntax(message):
+    """A library message with the command line's syntax for hyperparameters.
+
+    ``on_nonfinite='skip'`` becomes ``-H on_nonfinite=skip``, a bare
+    ``learning_rate`` ``--learning-rate``.
+    """
+    declared = set(Optimizer.hyperparameters())
+    for cls in ALGORITHMS.values():
+        declared.update(cls.hyperparameters())
+    options = _dedicated_options()
+
+    def assignment(match):
+        name, value = match.group(1), match.group(3)
+        if name not in declared:
+            return match.group(0)
+        if name in options:
+            return f"{options[name]} {value}"
+        return f"-H {name}={value}"
+
+    message = re.sub(r"\b([a-z][a-z0-9_]*)=(['\"]?)([\w.+-]+)\2", assignment, message)
+    for name, option in options.items():
+        if "_" not in name:
+            continue   # momentum, patience: words in sentences too
+        message = re.sub(rf"(?<![-\w]){name}\b(?!=)", option, message)
+    return message
 
 
 def _format_monitors(monitors):
@@ -176,6 +370,20 @@ def _split_hypers(ctx, param, values):
     return pairs
 
 
+class _Choice(click.Choice):
+    """click.Choice that suggests the closest choice for a misspelt one."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as err:
+            close = unknown_name_error(str(value).lower(), self.choices, "choice")
+            match = re.search(r"did you mean '([^']+)'", str(close))
+            if match is None:
+                raise
+            self.fail(f"{err.message}; did you mean {match.group(1)!r}?", param, ctx)
+
+
 def _split_algos(ctx, param, value):
     if value is None:
         return sorted(ALGORITHMS)
@@ -185,7 +393,8 @@ def _split_algos(ctx, param, value):
     for name in names:
         if name not in ALGORITHMS:
             raise click.BadParameter(
-                f"unknown algorithm {name!r}; known algorithms: {', '.join(sorted(ALGORITHMS))}",
+                str(unknown_name_error(name, ALGORITHMS, "algorithm",
+                                       known_label="known algorithms")),
                 ctx=ctx, param=param)
     if len(set(names)) != len(names):
         raise click.BadParameter(f"an algorithm is named twice: {value!r}", ctx=ctx, param=param)
@@ -269,62 +478,32 @@ def _usage_error_from(err, source):
 # running
 
 
-#: Seconds a run goes on before its progress bar appears: quick runs stay quiet.
-PROGRESS_DELAY = 0.5
+def _train(settings, interrupts, problem, algo, hypers, source, batch_size, max_updates,
+           record_path=False):
+    """problems.train with the progress display, Ctrl-C handling and usage errors.
 
-
-def _train(settings, problem, algo, hypers, source, batch_size, max_updates,
-           record_path=False, label=None):
-    """problems.train with a progress bar and usage errors for bad settings.
-
-    The bar (on a terminal, when per-iteration log lines are off) appears
-    once the run has taken more than :data:`PROGRESS_DELAY` seconds.
+    Returns the run's History and its :class:`_Progress`. On Ctrl-C the run
+    stops at the end of its iteration and :class:`_Interrupted` carries both
+    out; a Ctrl-C while compiling (or a second one) leaves no history.
     """
-    started = False
-    done = 0
-    bar = None
-    total = _batches(problem, batch_size, max_updates) if settings.progress_bar else None
-    began = time.monotonic()
-
-    def on_batch():
-        nonlocal started, done, bar
-        started = True
-        done += 1
-        if bar is not None:
-            bar.update(1)
-        elif total and time.monotonic() - began > PROGRESS_DELAY:
-            bar = click.progressbar(length=total, label=label or algo, file=sys.stderr,
-                                    show_pos=True, item_show_func=lambda item: item)
-            bar.__enter__()
-            bar.update(done)
-
-    def on_iteration(history):
-        if bar is not None:
-            bar.current_item = _format_monitors(history.train[-1])
-
+    display = _Progress(True if settings.progress_bar else False, interrupts)
+    interrupts.defer = True
     try:
-        return problems.train(problem, algo, record_path=record_path,
-                              on_batch=on_batch, on_iteration=on_iteration,
-                              batch_size=batch_size, max_updates=max_updates, **hypers)
+        history = problems.train(problem, algo, record_path=record_path,
+                                 on_iteration=interrupts.stop_requested,
+                                 batch_size=batch_size, max_updates=max_updates,
+                                 progressbar=display, **hypers)
+    except KeyboardInterrupt:
+        raise _Interrupted(display) from None
     except (TypeError, ValueError) as err:
-        if started:
+        if display.phase is not None:
             raise
         raise _usage_error_from(err, source) from err
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-
-
-def _batches(problem, batch_size, max_updates):
-    """Number of training batches a run will have at most."""
-    iterations = problem.settings.get("max_updates") if max_updates is None else max_updates
-    size = batch_size if batch_size is not None else problem.settings.get("batch_size", 32)
-    if problem.train is not None:
-        count = len(problem.train[0])
-        per_iteration = 1 if size <= 0 or size >= count else math.ceil(count / size)
-    else:
-        per_iteration = 1
-    return iterations * per_iteration
+        interrupts.defer = False
+    if interrupts.count or display.reason == "interrupted":
+        raise _Interrupted(display, history)
+    return history, display
 
 
 def _make_problem(name, seed, dims):
@@ -338,23 +517,82 @@ def _make_problem(name, seed, dims):
     return problems.make_problem(name, **options)
 
 
-def _summary(history):
-    return {
+def _settings_used(task, algo, hypers, batch_size, max_updates):
+    """Every setting of a run that is not the algorithm's default, in order.
+
+    The problem's batch size, number of iterations and validation interval,
+    then the hyperparameters suggested for the algorithm on the problem,
+    each replaced by the one given on the command line.
+    """
+    used = dict(task.settings)
+    if batch_size is not None:
+        used["batch_size"] = batch_size
+    if max_updates is not None:
+        used["max_updates"] = max_updates
+    for name, value in dict(task.suggested(algo), **hypers).items():
+        used.pop(name, None)
+        used[name] = value
+    return used
+
+
+def _check_nesterov(algo, used, source):
+    """--nesterov needs momentum: with momentum 0 it is plain SGD, silently."""
+    if algo == "nag" or not used.get("nesterov"):
+        return
+    momentum = used.get("momentum", ALGORITHMS[algo].hyperparameters()["momentum"].default)
+    if momentum == 0:
+        where = "given" if "momentum" in source else f"the default for {algo} on this problem"
+        raise click.BadParameter(
+            f"Nesterov momentum needs momentum > 0, and the momentum is 0 ({where}): "
+            "with momentum 0 it is plain gradient descent; give --momentum 0.9, say",
+            ctx=click.get_current_context(silent=True), param_hint=source["nesterov"])
+
+
+def _summary(history, used, display):
+    result = {
         "algorithm": history.label,
         "iterations": len(history.iterations),
         "updates": len(history.iterations) * history.updates_per_iteration,
-        "settings": history.hyperparameters,
+        "settings": used,
+        "stopped": display.reason,
+        "best_iteration": display.best_iteration,
         "train": _jsonable(history.final_train),
         "valid": _jsonable(history.final_valid),
     }
+    return result
 
 
-def _print_result(history):
-    click.echo(f"{history.label}: {len(history.iterations)} iterations "
-               f"({len(history.iterations) * history.updates_per_iteration} updates); "
-               "monitors of the best parameters:")
+def _wrapped(text, indent="  "):
+    width = max(shutil.get_terminal_size().columns, 40) - 1
+    return textwrap.fill(text, width, initial_indent=indent,
+                         subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+
+def _settings_line(algo, used):
+    text = " ".join(f"{k}={_default_text(v)}" for k, v in used.items())
+    return _wrapped(f"settings: {text}; the rest: defaults (downhill algorithms {algo})")
+
+
+def _print_result(history, used, display):
+    stopped = progress.REASONS.get(display.reason, display.reason)
+    best = display.best_iteration
+    click.echo(_wrapped(f"{history.label}: {len(history.iterations)} iterations "
+                        f"({len(history.iterations) * history.updates_per_iteration} updates), "
+                        f"{stopped}; best at iteration {best}:"
+                        if best is not None else "", indent=""))
     click.echo(f"  train:      {_format_monitors(history.final_train)}")
     click.echo(f"  validation: {_format_monitors(history.final_valid)}")
+    click.echo(_settings_line(history.label, used))
+
+
+def _checkpoint_line(display):
+    parts = []
+    if display.resumed_from is not None:
+        parts.append(f"resumed from {display.resumed_from[0]} "
+                     f"(iteration {display.resumed_from[1]})")
+    if display.checkpoint is not None:
+        parts.append(f"saved to {display.checkpoint} (iteration {display.iteration})")
+    return f"  checkpoint: {'; '.join(parts)}" if parts else None
 
 
 def _training_options(command):
@@ -369,9 +607,9 @@ def _training_options(command):
                      help="Momentum, 0 <= m < 1. Default: the one suggested for the "
                           "algorithm on the problem (0, off, where none is)."),
         click.option("--nesterov", is_flag=True, default=None,
-                     help="Use Nesterov momentum (with --momentum > 0)."),
-        click.option("--batch-size", type=int, default=None,
-                     help="Samples per batch; 0 = all in one. Default: the problem's."),
+                     help="Use Nesterov momentum (needs momentum > 0)."),
+        click.option("--batch-size", type=click.IntRange(min=0), default=None,
+                     help="Samples per batch (>= 0); 0 = all in one. Default: the problem's."),
         click.option("--max-updates", type=click.IntRange(min=0), default=None,
                      help="Stop after this many iterations. Default: the problem's."),
         click.option("--patience", type=int, default=None,
@@ -419,38 +657,50 @@ def _dedicated(learning_rate, momentum, nesterov, patience, validate_every):
 def cli(ctx, verbose, quiet, debug):
     """Stochastic gradient optimizers for PyTensor losses: run, compare and plot.
 
-    Start with 'downhill demo'. Log lines go to stderr (a progress bar when
-    stderr is a terminal), results to stdout.
+    Start with 'downhill demo'. On a terminal each run shows one progress
+    line on stderr; otherwise stderr gets a line per validation and a
+    summary per run. Results go to stdout. -v, -q and --debug may also
+    follow the command. Ctrl-C stops a run at the end of its iteration,
+    keeps its best parameters, prints their results and exits with 130.
     """
-    terminal = sys.stderr.isatty()
-    base = logging.WARNING if terminal else logging.INFO
-    level = min(max(base - 10 * verbose + 10 * quiet, logging.DEBUG), logging.CRITICAL)
-    if quiet > verbose:
-        level = max(level, logging.ERROR)   # -q: errors only, terminal or not
-    ctx.obj = _Settings(level, debug, terminal)
-    _install_logging(ctx, level)
+    settings = _Settings(verbose, quiet, debug, sys.stderr.isatty())
+    ctx.obj = settings
+    _install_logging(ctx, settings)
 
 
 @cli.command()
 @click.argument("algo", required=False, metavar="[ALGO]",
-                type=click.Choice(sorted(ALGORITHMS), case_sensitive=False))
+                type=_Choice(sorted(ALGORITHMS), case_sensitive=False))
+@_global_options
 def algorithms(algo):
     """List the algorithms and their hyperparameters.
 
     Defaults, allowed ranges and meanings come from the declarations the
     optimizers validate with. Give ALGO to see all of one algorithm's
-    hyperparameters, the common ones included.
+    hyperparameters, the common ones included. Lines fit the terminal.
     """
     common = Optimizer.hyperparameters()
+    width = max(shutil.get_terminal_size().columns, 60) - 1
 
     def table(hypers):
         rows = [(h.name, _default_text(h.default), h.range_text(), h.doc) for h in hypers]
         widths = [max(len(r[i]) for r in rows + [("name", "default", "range", "")])
                   for i in range(3)]
         head = ("name", "default", "range", "meaning")
+        left = 4 + sum(widths) + 6
+        room = width - left
         for row in [head] + rows:
-            cells = [row[i].ljust(widths[i]) for i in range(3)]
-            click.echo("    " + "  ".join(cells) + "  " + row[3])
+            cells = "    " + "  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  "
+            if room >= 30:
+                lines = textwrap.wrap(row[3], room) or [""]
+                click.echo((cells + lines[0]).rstrip())
+                for line in lines[1:]:
+                    click.echo(" " * left + line)
+            else:   # too narrow for a column: the meaning below its row
+                click.echo(cells.rstrip())
+                if row[3]:
+                    click.echo(textwrap.fill(row[3], width, initial_indent=" " * 8,
+                                             subsequent_indent=" " * 8))
 
     names = [algo.lower()] if algo else sorted(ALGORITHMS)
     if not algo:
@@ -460,8 +710,14 @@ def algorithms(algo):
     for name in names:
         cls = ALGORITHMS[name]
         summary = (cls.__doc__ or "").strip().splitlines()
-        click.echo(f"{name} ({cls.__module__}.{cls.__name__}): "
-                   f"{summary[0] if summary else ''}")
+        title = f"{name} ({cls.__module__}.{cls.__name__}):"
+        first = summary[0] if summary else ""
+        if len(title) + 1 + len(first) <= width:
+            click.echo(f"{title} {first}".rstrip())
+        else:   # the summary on lines of its own
+            click.echo(title)
+            click.echo(textwrap.fill(first, width, initial_indent="    ",
+                                     subsequent_indent="    "))
         hypers = cls.hyperparameters()
         own = [h for h in hypers.values() if algo or common.get(h.name) is not h]
         if own:
@@ -485,7 +741,7 @@ def _default_text(value):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.pass_obj
 @_reports_failures
-def demo(settings, plot, max_updates, as_json):
+def demo(settings, plot, max_updates, as_json, interrupts):
     """Factorize a matrix with RMSProp: the README's quick start.
 
     A random 20x30 matrix of rank 3 is approximated by the product of two
@@ -496,15 +752,17 @@ def demo(settings, plot, max_updates, as_json):
     bouncing around the minimum). Takes a few seconds.
     """
     problem = problems.factorization()
+    used = _settings_used(problem, "rmsprop", {}, None, max_updates)
     if not as_json:
-        from .plot import settings_text
         click.echo(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
-                   f"with RMSProp, {settings_text(problem.suggested('rmsprop'))}.")
-    history = _train(settings, problem, "rmsprop", {}, {}, None, max_updates, label="demo")
-    if as_json:
-        click.echo(_dumps(dict(_summary(history), problem="factorization", plot=plot)))
-    else:
-        _print_result(history)
+                   "with RMSProp.")
+    try:
+        history, display = _train(settings, interrupts, problem, "rmsprop", {}, {}, None,
+                                  max_updates)
+    except _Interrupted as stop:
+        _report(stop, used, as_json, dict(problem="factorization"))
+        raise
+    _report_history(history, display, used, as_json, dict(problem="factorization", plot=plot))
     if plot:
         from . import plot as plotting
         plotting.loss_curves(history, plot, title="downhill demo: RMSProp on the "
@@ -513,10 +771,34 @@ def demo(settings, plot, max_updates, as_json):
             click.echo(f"wrote {plot}")
 
 
+def _report_history(history, display, used, as_json, extra):
+    """The results of one run: JSON or text."""
+    if as_json:
+        click.echo(_dumps(dict(_summary(history, used, display), **extra,
+                               checkpoint=display.checkpoint,
+                               resumed_from=display.resumed_from and {
+                                   "path": display.resumed_from[0],
+                                   "iteration": display.resumed_from[1]})))
+        return
+    _print_result(history, used, display)
+    line = _checkpoint_line(display)
+    if line:
+        click.echo(line)
+
+
+def _report(stop, used, as_json, extra):
+    """Print the interrupt message, then the results of the best parameters (if any)."""
+    if stop.history is None:
+        return
+    click.echo(_interrupt_message(stop.display), err=True)
+    stop.reported = True
+    _report_history(stop.history, stop.display, used, as_json, dict(extra, plot=None))
+
+
 @cli.command()
 @click.argument("problem", metavar="PROBLEM",
-                type=click.Choice(list(problems.PROBLEMS), case_sensitive=False))
-@click.option("--algo", type=click.Choice(sorted(ALGORITHMS), case_sensitive=False),
+                type=_Choice(list(problems.PROBLEMS), case_sensitive=False))
+@click.option("--algo", type=_Choice(sorted(ALGORITHMS), case_sensitive=False),
               default="rmsprop", show_default=True, help="The algorithm.")
 @_training_options
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -532,15 +814,16 @@ def demo(settings, plot, max_updates, as_json):
 @_reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
         max_updates, patience, validate_every, seed, hyper, plot, as_json, checkpoint,
-        checkpoint_every, resume):
+        checkpoint_every, resume, interrupts):
     """Minimize an example PROBLEM with one algorithm.
 
     Hyperparameters not given as options are those suggested for the
-    algorithm on the problem (downhill.problems.SUGGESTED). PROBLEM is rosenbrock (--dims N), factorization (the README's),
-    digits (softmax regression on scikit-learn's bundled 8x8 digits, with a
-    validation split and an accuracy monitor 'acc') or sparse-digits (sparse
-    coding of the digits). Prints the final train and validation monitors of
-    the best parameters.
+    algorithm on the problem (downhill.problems.SUGGESTED). PROBLEM is
+    rosenbrock (--dims N), factorization (the README's), digits (softmax
+    regression on scikit-learn's bundled 8x8 digits, with a validation
+    split and an accuracy monitor 'acc') or sparse-digits (sparse coding of
+    the digits). Prints the final train and validation monitors of the best
+    parameters and the settings used.
     """
     algo = algo.lower()
     hypers, source = _collect_hypers(
@@ -550,6 +833,8 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         raise click.BadParameter("needs --checkpoint FILE",
                                  ctx=click.get_current_context(), param_hint=flag)
     task = _make_problem(problem.lower(), seed, dims)
+    used = _settings_used(task, algo, hypers, batch_size, max_updates)
+    _check_nesterov(algo, used, source)
     saving = {}
     if checkpoint is not None:
         saving = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
@@ -557,14 +842,16 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         source.update(checkpoint="'--checkpoint'")
         if resume:
             source.update(resume="'--resume'")
-    history = _train(settings, task, algo, dict(hypers, **saving), source, batch_size,
-                     max_updates)
-    if as_json:
-        click.echo(_dumps(dict(_summary(history), problem=task.name, seed=seed,
-                                   hyperparameters=hypers, plot=plot)))
-    else:
+    extra = dict(problem=task.name, seed=seed)
+    if not as_json:
         click.echo(f"{task.name}: {task.description}")
-        _print_result(history)
+    try:
+        history, display = _train(settings, interrupts, task, algo, dict(hypers, **saving),
+                                  source, batch_size, max_updates)
+    except _Interrupted as stop:
+        _report(stop, used, as_json, extra)
+        raise
+    _report_history(history, display, used, as_json, dict(extra, plot=plot))
     if plot:
         from . import plot as plotting
         plotting.loss_curves(history, plot, title=f"{task.description}: {algo}",
@@ -580,7 +867,7 @@ def _plotted(task):
 
 @cli.command()
 @click.argument("problem", metavar="PROBLEM",
-                type=click.Choice(list(problems.PROBLEMS), case_sensitive=False))
+                type=_Choice(list(problems.PROBLEMS), case_sensitive=False))
 @click.option("--algos", callback=_split_algos, default=None, metavar="A,B,...",
               help="Comma-separated algorithms (default: all: "
                    + ", ".join(sorted(ALGORITHMS)) + ").")
@@ -588,7 +875,7 @@ def _plotted(task):
 @click.pass_obj
 @_reports_failures
 def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, batch_size,
-            max_updates, patience, validate_every, seed, hyper, plot, as_json):
+            max_updates, patience, validate_every, seed, hyper, plot, as_json, interrupts):
     """Minimize PROBLEM with several algorithms from the same start.
 
     Every algorithm gets the same seed, and the hyperparameters suggested
@@ -597,32 +884,56 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
     one line per algorithm; --plot draws one loss curve per algorithm, and for the 2-D
     rosenbrock problem also their paths over the contours. A run that fails
     (e.g. a non-finite loss) is reported, the others still run, and the exit
-    code is 1.
+    code is 1. Ctrl-C stops the whole comparison: the interrupted run's best
+    parameters are reported with the runs done, and the plot drawn.
     """
     hypers, source = _collect_hypers(
         algos, _dedicated(learning_rate, momentum, nesterov, patience, validate_every), hyper)
     problem = problem.lower()
     paths = problem == "rosenbrock" and (dims or 2) == 2
     histories, failures, results = [], [], []
+    task = _make_problem(problem, seed, dims)
+    for algo in algos:
+        _check_nesterov(algo, _settings_used(task, algo, hypers, batch_size, max_updates),
+                        source)
+    interrupted = None
     for algo in algos:
         task = _make_problem(problem, seed, dims)
+        used = _settings_used(task, algo, hypers, batch_size, max_updates)
         try:
-            history = _train(settings, task, algo, hypers, source, batch_size, max_updates,
-                             record_path=paths)
+            history, display = _train(settings, interrupts, task, algo, hypers, source,
+                                      batch_size, max_updates, record_path=paths)
         except FloatingPointError as err:
             if settings.debug:
                 raise
             failures.append(algo)
-            results.append({"algorithm": algo, "error": _one_line(err)})
+            results.append({"algorithm": algo, "settings": used,
+                            "error": _cli_syntax(_one_line(err))})
             if not as_json:
-                click.echo(f"{algo}: failed: {_one_line(err)}")
+                click.echo(f"{algo}: failed: {_cli_syntax(_one_line(err))}")
             continue
+        except _Interrupted as stop:
+            interrupted = stop
+            if stop.history is None:
+                break
+            history, display = stop.history, stop.display
+            click.echo(_interrupt_message(display), err=True)
+            stop.reported = True
         histories.append(history)
-        results.append(_summary(history))
+        results.append(_summary(history, used, display))
         if not as_json:
-            click.echo(f"{algo}: {len(history.iterations)} iterations; best: "
+            click.echo(f"{algo}: {len(history.iterations)} iterations, "
+                       f"{progress.REASONS.get(display.reason, display.reason)}; best: "
                        f"train {_format_monitors(history.final_train)}; "
                        f"validation {_format_monitors(history.final_valid)}")
+        if interrupted is not None:
+            break
+    if not as_json and results:
+        given = " ".join(f"{k}={_default_text(v)}" for k, v in hypers.items())
+        click.echo(_wrapped(f"settings: those suggested for each algorithm on {problem} "
+                            "(downhill.problems.SUGGESTED)"
+                            + (f", with {given} for all" if given else "")
+                            + "; --json lists them", indent=""))
     if plot and histories:
         from . import plot as plotting
         plotting.comparison(histories, plot, paths=paths, title=task.description,
@@ -630,8 +941,11 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         if not as_json:
             click.echo(f"wrote {plot}")
     if as_json:
-        click.echo(_dumps({"problem": problem, "seed": seed, "hyperparameters": hypers,
-                               "runs": results, "plot": plot if histories else None}))
+        click.echo(_dumps({"problem": problem, "seed": seed, "runs": results,
+                           "interrupted": interrupted is not None,
+                           "plot": plot if histories else None}))
+    if interrupted is not None:
+        raise interrupted
     if failures:
         raise click.ClickException(
             f"{len(failures)} of {len(algos)} runs failed: {', '.join(failures)}")

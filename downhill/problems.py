@@ -15,6 +15,7 @@ import pytensor.tensor as pt
 
 from .registry import build
 from .dataset import Dataset
+from .util import unknown_name_error
 
 __all__ = [
     "PROBLEMS", "SUGGESTED", "Problem", "History", "make_problem", "train",
@@ -433,7 +434,8 @@ def make_problem(name, **options):
         If no problem has that name; the message lists the known names.
     """
     if name not in PROBLEMS:
-        raise ValueError(f"unknown problem {name!r}; known problems: {', '.join(PROBLEMS)}")
+        raise unknown_name_error(str(name), PROBLEMS, "problem", error=ValueError,
+                                 known_label="known problems")
     return PROBLEMS[name](**options)
 
 
@@ -526,7 +528,7 @@ def _dataset(data, name, batch_size, cls=Dataset):
 
 
 def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batch=None,
-          batch_size=None, max_updates=None, **hyperparameters):
+          batch_size=None, max_updates=None, progressbar=False, **hyperparameters):
     """Optimize a problem with an algorithm and record its history.
 
     Parameters
@@ -538,11 +540,16 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     record_path : bool, optional
         Record the first parameter after every iteration (``History.path``).
     on_iteration : callable, optional
-        Called as ``on_iteration(history)`` after every iteration.
+        Called as ``on_iteration(history)`` after every iteration; when it
+        returns true the run stops there, as if the caller left the loop
+        (the best parameters are restored).
     on_batch : callable, optional
         Called without arguments after every training batch (progress bars).
     batch_size, max_updates : int, optional
         Default: the problem's suggested settings.
+    progressbar : bool, None or Progress, optional
+        The progress display, as for :meth:`~downhill.Optimizer.iterate`;
+        default False (none).
     **hyperparameters
         Passed to ``iterate``. Each overrides the same name in the problem's
         ``validate_every`` setting and in the hyperparameters suggested for
@@ -576,7 +583,8 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)
     history = History(algo, train_set.iteration_size, hyperparameters=step)
-    loop = opt.iterate(train_set, valid_set, max_updates=max_updates, **settings)
+    loop = opt.iterate(train_set, valid_set, max_updates=max_updates, progressbar=progressbar,
+                       **settings)
     every = settings.get("validate_every", opt.hyperparameters()["validate_every"].default)
     watched = problem.params[0]
     if record_path:
@@ -590,8 +598,9 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
         history.train.append(tr)
         if record_path:
             history.path.append(watched.get_value().copy())
-        if on_iteration is not None:
-            on_iteration(history)
+        if on_iteration is not None and on_iteration(history):
+            loop.close()   # ends the loop now: checkpoint, best parameters restored
+            break
     # the loop validates once more when it ends by max_updates or patience
     last = opt._run.last_validation
     if last is not None and (not history.valid or dict(last) != history.valid[-1]):

@@ -9,6 +9,7 @@ every subclass; such classes are not added to the registry.
 
 from . import legacy
 from .base import Optimizer
+from .util import unknown_name_error
 
 __all__ = ["ALGORITHMS", "register", "build"]
 
@@ -116,6 +117,6 @@ def _lookup(algo):
         return registered
     if found:
         return found[0]
-    raise ValueError(
-        f"unknown algorithm {algo!r}; known algorithms: {', '.join(sorted(ALGORITHMS))} "
-        "(or the lower-cased name of a subclass of downhill.Optimizer)")
+    unknown = unknown_name_error(str(key), sorted(ALGORITHMS), "algorithm", error=ValueError,
+                                 known_label="known algorithms")
+    raise ValueError(f"{unknown} (or the lower-cased name of a subclass of downhill.Optimizer)")

@@ -5,7 +5,10 @@ stopping, the non-finite policy and checkpoints on the way.
 the loop; :func:`evaluate` computes the monitors on a dataset;
 :func:`run_batches` is the hot loop both share. The loop's state (counters,
 best validation) lives in the optimizer's :class:`~downhill.runstate.RunState`,
-the compiled functions in its :class:`~downhill.compiled.Functions`.
+the compiled functions in its :class:`~downhill.compiled.Functions`. The
+loop reports to a :class:`~downhill.progress.Progress` (the progress display)
+through its hooks, marked ``display.`` below; per-iteration log lines go to
+the child logger ``downhill.iterations``, so that they can be silenced apart.
 """
 
 import collections
@@ -14,11 +17,14 @@ import logging
 import math
 import os
 
-from . import nonfinite, state, validation
+from . import nonfinite, progress, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
 from .interrupts import SIGINT
 from .util import log
+
+#: Per-iteration log lines (INFO); validations and the rest go to ``downhill``.
+iteration_log = logging.getLogger("downhill.iterations")
 
 __all__ = ["as_dataset", "run_batches", "evaluate", "iterate", "minimize"]
 
@@ -79,7 +85,14 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
                 f"iterable of batches or None, got {type(data).__name__}") from None
         if ordered:
             dataset = dataset.in_order()
-    dataset.conform(opt._inputs)
+    try:
+        dataset.conform(opt._inputs)
+    except ValueError as error:
+        arrays = data if isinstance(data, (list, tuple)) else getattr(data, "_arrays", None)
+        hint = validation.input_order_hint(opt._inputs, arrays or [])
+        if not hint:
+            raise
+        raise ValueError(f"{error}{hint}") from None
     return dataset
 
 
@@ -235,15 +248,20 @@ def evaluate(opt, dataset):
     return monitors
 
 
-def _log(label, iteration, monitors, marker=""):
-    if not log.isEnabledFor(logging.INFO):
+def _log(label, iteration, monitors, marker="", logger=log):
+    if not logger.isEnabledFor(logging.INFO):
         return  # formatting the monitors costs more than the update itself
-    fields = " ".join(f"{k}={v:.6g}" for k, v in monitors.items())
-    log.info("%s %d %s%s", label, iteration, fields, marker)
+    logger.info("%s %d %s%s", label, iteration, monitors_text(monitors), marker)
+
+
+def monitors_text(monitors):
+    """``'loss=0.5 acc=0.9'``: monitors for messages."""
+    return " ".join(f"{k}={v:.6g}" for k, v in monitors.items())
 
 
 def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mode=None,
-            checkpoint=None, checkpoint_every=0, resume=False, **hyperparameters):
+            checkpoint=None, checkpoint_every=0, resume=False, progressbar=None,
+            **hyperparameters):
     """Check the arguments of a training run and return its loop.
 
     Parameters
@@ -252,6 +270,9 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         The optimizer to train.
     train, valid, max_updates, batch_size, mode, checkpoint, checkpoint_every, resume
         See :meth:`downhill.Optimizer.iterate`, which documents every argument.
+    progressbar : bool, None or Progress, optional
+        The progress display (see :mod:`downhill.progress`): None (default)
+        shows it when stderr is a terminal or in a notebook.
     **hyperparameters
         As there.
 
@@ -278,6 +299,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         checkpoint = check_path(checkpoint)  # unusable paths fail now, not after the run
     validation.check_mode(mode)
     batch_size = validation.check_batch_size(batch_size)
+    display = progress.display(progressbar, type(opt).__name__)
     train = as_dataset(opt, train, "train", batch_size)
     if valid is None:
         if train.is_stream:
@@ -295,6 +317,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         # the schedules of this call take the saved states: checked before loading
         state.check_schedule_states(_schedules(opt, given), state.schedule_tables(saved))
         state.load_state_dict(opt, saved, datasets=datasets)
+        display.on_resume(checkpoint, opt._run)
     values = dict(opt._defaults, **given)
     state.check_schedule_states(_schedules(opt, values), opt._settings.schedule_states)
     settings = opt._configure(hyperparameters)
@@ -304,7 +327,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     log.info("%s: %s", type(opt).__name__,
              " ".join(f"{k}={v}" for k, v in settings.items()))
     return _loop(opt, train, valid, max_updates, settings, checkpoint,
-                 checkpoint_every, datasets)
+                 checkpoint_every, datasets, display)
 
 
 def _schedules(opt, values):
@@ -314,7 +337,18 @@ def _schedules(opt, values):
             if declared[name].schedulable and callable(value)}
 
 
-def _validate(opt, dataset, settings):
+def _compile(opt, train, valid):
+    """Compile every function the loop will call, so the display can show it."""
+    step, names, guarded = opt._functions.step()
+    evaluate = opt._functions.evaluate()
+    if getattr(train, "in_graph", False):
+        opt._functions.in_graph(step)
+    if getattr(valid, "in_graph", False):
+        opt._functions.in_graph(evaluate)
+    return step, names, guarded
+
+
+def _validate(opt, dataset, settings, display):
     """Validate the parameters in place; record the result in the run state.
 
     A validation that does not finish (Ctrl-C, an exception) leaves no
@@ -330,13 +364,15 @@ def _validate(opt, dataset, settings):
         raise
     if not finite:
         raise _NonFinite(
-            f"non-finite validation loss at iteration {run.iteration}: {dict(monitors)}")
+            f"non-finite validation loss at iteration {run.iteration}: "
+            f"{monitors_text(monitors)}")
     improved = run.validated(monitors, opt._params, settings["min_improvement"])
     for schedule in opt._schedules.values():
         observe = getattr(schedule, "observe", None)
         if observe is not None:
             observe(monitors["loss"])
     _log("validation", run.iteration, monitors, " *" if improved else "")
+    display.on_validation(run, monitors, improved)
     return monitors
 
 
@@ -349,8 +385,8 @@ def _finite_or_raise(opt):
             f"{bad!r} is not finite after update {opt._run.updates} (iteration "
             f"{opt._run.iteration}): a step overflowed although its loss and gradients "
             "were finite; restored the best parameters "
-            f"(iteration {opt._run.best_iteration}). Try a smaller learning_rate or "
-            "gradient clipping (max_gradient_norm), or on_nonfinite='skip'.")
+            f"(iteration {opt._run.best_iteration}). Try a smaller learning_rate, "
+            "gradient clipping (max_gradient_norm=1.0, say) or on_nonfinite='skip'.")
 
 
 def _save(opt, path, datasets):
@@ -364,7 +400,7 @@ def _save(opt, path, datasets):
     return True
 
 
-def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets):
+def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets, display):
     """The training loop. A Ctrl-C is held while the loop runs (not while it is
     suspended at a ``yield``) and raised at its next safe point; the loop then
     ends as at any other end: the checkpoint, then the best parameters back."""
@@ -374,32 +410,38 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
     count = 0
     failure = None
     ended = False  # a one-shot iterator of training batches ran out
+    reason = "error"   # why the loop ended, for the display
     try:
         if opt._run.resumed:
             opt._run.resumed = False
         else:  # first: an end during the compilation restores the parameters in place
             opt._run = opt._run.new_run(opt._params)
         run = opt._run
-        step, names, guarded = opt._functions.step()
-        SIGINT.check()  # a Ctrl-C during the compilation ends the call here
+        with display.compiling():
+            step, names, guarded = _compile(opt, train, valid)
+            SIGINT.check()  # a Ctrl-C during the compilation ends the call here
+        display.on_start(run, max_updates)
         if run.fails > settings["patience"]:
             log.warning(
                 "the run already ended: patience elapsed after %d validations without "
                 "improvement (iteration %d); pass patience=%d or more to continue it",
                 run.fails, run.iteration, run.fails)
+            reason = "patience"
             return
         while True:
             done = ended or (max_updates is not None and count >= max_updates)
             due = (run.iteration - run.run_start) % settings["validate_every"] == 0
             # an unfinished iteration (resumed) was validated before it began
             if (done or due) and not run.fresh_validation and not run.batches:
-                _validate(opt, valid, settings)
+                _validate(opt, valid, settings, display)
                 SIGINT.check()
                 if run.fails > settings["patience"]:
                     log.info("patience elapsed after %d validations without improvement",
                              run.fails)
+                    reason = "patience"
                     break
             if done:
+                reason = "max_updates"
                 break
             run.fresh_validation = False  # from the first batch on, even if interrupted
             try:
@@ -411,14 +453,15 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
                 continue
             if not finite:
                 raise _NonFinite(
-                    f"non-finite loss at iteration {run.iteration + 1}: {training}; "
-                    f"restored the best parameters (iteration {run.best_iteration}). "
-                    "Try a smaller learning_rate or gradient clipping "
-                    "(max_gradient_norm), or on_nonfinite='skip'.")
+                    f"non-finite loss at iteration {run.iteration + 1}: "
+                    f"{monitors_text(training)}; restored the best parameters (iteration "
+                    f"{run.best_iteration}). Try a smaller learning_rate, gradient clipping "
+                    "(max_gradient_norm=1.0, say) or on_nonfinite='skip'.")
             run.end_iteration()
             count += 1
             _finite_or_raise(opt)
-            _log(label, run.iteration, training)
+            _log(label, run.iteration, training, logger=iteration_log)
+            display.on_iteration(run, training)
             if every and count % every == 0:
                 state.save(opt, checkpoint, datasets=datasets)
             SIGINT.check()
@@ -428,28 +471,38 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets)
             SIGINT.hold()
             held = True
     except KeyboardInterrupt:
+        reason = "interrupted"
         opt._run.interrupted = True
         log.info("interrupted at iteration %d (update %d)", opt._run.iteration,
                  opt._run.updates)
     except _NonFinite as error:
+        reason = "non-finite"
         failure = error
         if opt._run.batches:
             opt._run.end_iteration()  # the failed iteration counts, as its updates do
+    except GeneratorExit:
+        reason = "closed"
+        raise
     finally:
         if not held:
             SIGINT.hold()
+        saved = None
         try:
             if checkpoint is not None and failure is None:
                 # the state as it stands (after the last whole step), so that
                 # resuming continues exactly; the best parameters are in it too
-                _save(opt, checkpoint, datasets)
+                if _save(opt, checkpoint, datasets):
+                    saved = checkpoint
         finally:
             try:
                 restore_best(opt)
             finally:
-                if SIGINT.discard():
-                    log.info("interrupted while the run was ending")
-                SIGINT.release(deliver=False)
+                try:
+                    display.on_finish(opt._run, reason, saved)
+                finally:
+                    if SIGINT.discard():
+                        log.info("interrupted while the run was ending")
+                    SIGINT.release(deliver=False)
     if failure is not None:
         if settings["on_nonfinite"] == "stop":
             log.error("stopped: %s", failure)

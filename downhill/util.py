@@ -24,6 +24,8 @@ __all__ = [
     "shared_like",
     "find_inputs_and_params",
     "halflife_to_decay",
+    "close_names",
+    "unknown_name_error",
     "unique_keys",
     "RESERVED_KEYS",
     "COMPILE_FLAGS",
@@ -188,12 +190,78 @@ def closest_name(name, known):
     return close[0] if close else None
 
 
-def unknown_name_error(name, known, what):
-    """A ``TypeError`` for an unknown keyword, suggesting the closest name."""
-    close = closest_name(name, known)
-    hint = f"; did you mean {close!r}?" if close else ""
-    return TypeError(
-        f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")
+#: Names other libraries use, and the hyperparameter meant (when it exists).
+ALIASES = {"lr": "learning_rate", "eps": "rms_regularizer", "epsilon": "rms_regularizer",
+           "beta1": "beta1_halflife", "beta2": "beta2_halflife", "rho": "rms_halflife",
+           "alpha": "rms_halflife", "max_norm": "max_gradient_norm",
+           "clipnorm": "max_gradient_norm", "max_iter": "max_updates",
+           "epochs": "max_updates"}
+
+
+def close_names(name, known, n=3):
+    """Known names that ``name`` may have meant, best first.
+
+    Parameters
+    ----------
+    name : str
+        The unknown name.
+    known : iterable of str
+        The names that exist.
+    n : int, optional
+        At most this many.
+
+    Returns
+    -------
+    list of str
+        A known alias first (``lr`` for ``learning_rate``), then names that
+        start with ``name`` or contain it as a part between underscores
+        (``beta1`` for ``beta1_halflife``), then close spellings
+        (``learning_rte``).
+    """
+    known = list(known)
+    found = []
+    if ALIASES.get(name) in known:
+        found.append(ALIASES[name])
+    lowered = name.lower()
+    for other in known:
+        parts = other.lower().split("_")
+        if len(lowered) >= 3 and (other.lower().startswith(lowered) or lowered in parts):
+            found.append(other)
+    found += difflib.get_close_matches(name, known, n=n)
+    return list(dict.fromkeys(found))[:n]
+
+
+def unknown_name_error(name, known, what, error=TypeError, known_label=None):
+    """An exception for an unknown name, suggesting the closest known ones.
+
+    Parameters
+    ----------
+    name : str
+        The unknown name.
+    known : iterable of str
+        The names that exist.
+    what : str
+        What the name is, for the message: ``'hyperparameter for Adam'``.
+    error : type, optional
+        The exception class; default ``TypeError`` (an unknown keyword).
+    known_label : str, optional
+        With it the known names follow as ``'; known algorithms: ...'``
+        in their own order, else sorted in parentheses.
+
+    Returns
+    -------
+    Exception
+        E.g. ``TypeError("unknown hyperparameter for Adam 'beta1'; did you
+        mean 'beta1_halflife'? (known: ...)")``.
+    """
+    close = close_names(name, known)
+    hint = ""
+    if close:
+        hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    if known_label is None:
+        return error(f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known))})")
+    hint = f" ({hint[2:]})" if hint else ""
+    return error(f"unknown {what} {name!r}{hint}; {known_label}: {', '.join(known)}")
 
 
 #: Names a checkpoint's format reserves (an array reference in its header):

@@ -29,6 +29,7 @@ __all__ = [
     "check_count",
     "check_batch_size",
     "check_axis",
+    "input_order_hint",
 ]
 
 
@@ -502,3 +503,43 @@ def check_axis(value):
     if not _integer(value):
         raise ValueError(f"invalid axis: {value!r} (must be an integer, e.g. 0)")
     return int(value)
+
+
+def input_order_hint(variables, arrays):
+    """Advice for data that does not fit the inputs: the order the loss has them in.
+
+    Parameters
+    ----------
+    variables : list of pytensor Variable
+        The inputs, in the order the data is taken (found in the graph, or
+        given as ``inputs=``).
+    arrays : list
+        The arrays given, one per input.
+
+    Returns
+    -------
+    str
+        Empty, or a sentence to append to the error: the inputs' order and
+        numbers of dimensions, and when another order fits the arrays,
+        ``inputs=[...]`` in that order. ``minimize(loss, [X, y])`` for a
+        loss that mentions ``t`` before ``x`` takes the arrays as ``[t, x]``.
+    """
+    import itertools
+
+    ndims = [getattr(a, "ndim", None) for a in arrays]
+    wanted = [getattr(v.type, "ndim", None) for v in variables]
+    if len(ndims) != len(wanted) or None in ndims or None in wanted or len(ndims) > 8 \
+            or ndims == wanted:
+        return ""
+    names = [v.name or f"<input {i}>" for i, v in enumerate(variables)]
+    text = (f". The loss's inputs are taken in the order [{', '.join(names)}] "
+            f"({', '.join(f'{n}-d' for n in wanted)}); the arrays given are "
+            f"{', '.join(f'{n}-d' for n in ndims)}")
+    for order in itertools.permutations(range(len(variables))):
+        if list(order) != list(range(len(order))) and \
+                all(wanted[j] == ndims[i] for i, j in enumerate(order)):
+            text += (f": to take them in another order, pass "
+                     f"inputs=[{', '.join(names[j] for j in order)}] (to minimize, "
+                     "build or the optimizer)")
+            break
+    return text

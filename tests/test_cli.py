@@ -30,12 +30,23 @@ def last_line(result):
 def test_algorithms_lists_every_declaration():
     result = invoke("algorithms")
     assert result.exit_code == 0, result.output
+    words = " ".join(result.output.split())   # long meanings wrap to the width
     for name, cls in downhill.ALGORITHMS.items():
         assert f"{name} ({cls.__module__}.{cls.__name__})" in result.output
         for h in cls.hyperparameters().values():
             assert h.name in result.output
             assert h.range_text() in result.output
-            assert h.doc in result.output
+            assert h.doc in words
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_algorithms_fits_the_terminal(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = invoke("algorithms")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) < columns
+    assert max(map(len, lines)) > columns - 20   # the room is used
 
 
 def test_algorithms_follows_the_registry():
@@ -105,7 +116,12 @@ def test_run_json_with_hyperparameters():
     data = json.loads(result.stdout)
     assert data["algorithm"] == "rmsprop"
     assert data["iterations"] == 12 and data["updates"] == 12
-    assert data["hyperparameters"] == {"rms_halflife": 7.0, "validate_every": 4}
+    # one key: every setting not left to the algorithm's defaults, given or suggested
+    assert "hyperparameters" not in data
+    assert data["settings"] == {"batch_size": 0, "max_updates": 12, "learning_rate": 3e-3,
+                                "momentum": 0.9, "rms_regularizer": 1.0, "validate_every": 4,
+                                "rms_halflife": 7.0}
+    assert data["stopped"] == "max_updates" and data["best_iteration"] == 12
     assert set(data["train"]) == {"loss", "dist"}
     # the optimizer really received it: its settings line is logged
     assert "rms_halflife=7.0" in result.stderr and "validate_every=4" in result.stderr
@@ -132,11 +148,12 @@ def test_nesterov_flag_and_hyper_bool():
     result = invoke("run", "rosenbrock", "--algo", "sgd", "--momentum", 0.5, "--nesterov",
                     "--max-updates", 2, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hyperparameters"]["nesterov"] is True
+    assert json.loads(result.stdout)["settings"]["nesterov"] is True
     result = invoke("run", "rosenbrock", "--algo", "sgd", "-H", "nesterov=yes",
                     "-H", "momentum=0.5", "--max-updates", 2, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hyperparameters"] == {"nesterov": True, "momentum": 0.5}
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["nesterov"] is True and settings["momentum"] == 0.5
 
 
 # ----------------------------------------------------------------------
@@ -242,33 +259,40 @@ def test_verbosity_levels_and_cleanup():
     assert logging.getLogger("downhill").handlers == handlers
 
 
-def test_progress_bar_counts_batches(monkeypatch):
-    counts = []
-    real = cli.click.progressbar
-
-    def spy(*args, **kwargs):
-        bar = real(*args, **kwargs)
-        counts.append(bar)
-        return bar
-
+def test_progress_display_without_a_terminal(monkeypatch):
+    # the CLI hands the library's display to the run; without a terminal it
+    # writes a line per validation and a summary (the pty tests see it drawn)
     monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
-    monkeypatch.setattr(cli.click, "progressbar", spy)
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
-    result = invoke("run", "digits", "--max-updates", 2, "--patience", 100)
+    result = invoke("-q", "run", "digits", "--max-updates", 2, "--patience", 100)
     assert result.exit_code == 0, result.output
-    assert len(counts) == 1
-    assert counts[0].length == 2 * 23 and counts[0].pos == 2 * 23
+    lines = result.stderr.splitlines()
+    assert lines[0] == "RMSProp iteration 0: validation loss 2.3 (best)"
+    assert len(lines) == 3   # validations before the first and after the last iteration
+    assert lines[-1].startswith("RMSProp: reached max_updates at iteration 2 "
+                                "(2 iterations, 46 updates in ")
 
 
-def test_progress_bar_waits_a_moment(monkeypatch):
-    """A run that ends before the delay shows no bar."""
-    made = []
-    monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
-    monkeypatch.setattr(cli.click, "progressbar", lambda *a, **k: made.append(a))
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 1e6)
-    result = invoke("run", "rosenbrock", "--max-updates", 3)
+def test_log_lines_without_a_terminal_per_validation_not_per_iteration():
+    args = ["run", "factorization", "--max-updates", 30, "--validate-every", 10]
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
-    assert made == []
+    assert "RMSProp 1 loss=" not in result.stderr
+    assert [l.split()[:2] for l in result.stderr.splitlines() if l.startswith("validation")] \
+        == [["validation", str(i)] for i in (0, 10, 20, 30)]
+    assert "RMSProp: reached max_updates at iteration 30 (30 iterations, 30 updates" \
+        in result.stderr
+    assert "RMSProp 30 loss=" in invoke("-v", *args).stderr
+
+
+def test_global_options_after_the_command():
+    before = invoke("-q", "run", "factorization", "--max-updates", 2)
+    after = invoke("run", "factorization", "--max-updates", 2, "-q")
+    assert before.exit_code == after.exit_code == 0, after.output
+    assert before.stderr == after.stderr == ""
+    loud = invoke("run", "factorization", "--max-updates", 2, "-v")
+    assert "RMSProp 2 loss=" in loud.stderr
+    debug = invoke("run", "rosenbrock", "--algo", "sgd", "--learning-rate", 0.05, "--debug")
+    assert isinstance(debug.exception, FloatingPointError)
 
 
 def test_python_dash_m():
