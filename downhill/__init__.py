@@ -59,7 +59,11 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
         Seed or generator for shuffling arrays (as :class:`Dataset`'s
         ``rng``): the same seed gives the same run. Default: unseeded.
     **hyperparameters
-        Hyperparameters of the algorithm and the loop, and ``max_updates``.
+        Hyperparameters of the algorithm and the loop, ``max_updates``, and
+        the other keywords of :meth:`Optimizer.iterate`, e.g.
+        ``progressbar``: None (default) shows the progress display
+        (:mod:`downhill.progress`) when stderr is a terminal or in a
+        notebook, False never, True always.
 
     Returns
     -------

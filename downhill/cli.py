@@ -263,7 +263,7 @@ def _reports_failures(command):
                 raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
             except _Interrupted as stop:
                 if not stop.reported:
-                    click.echo(_interrupt_message(stop.display), err=True)
+                    click.echo(_wrapped(_interrupt_message(stop.display), ""), err=True)
                 raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
             except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
@@ -381,7 +381,7 @@ class _Choice(click.Choice):
             match = re.search(r"did you mean '([^']+)'", str(close))
             if match is None:
                 raise
-            self.fail(f"{err.message}; did you mean {match.group(1)!r}?", param, ctx)
+            self.fail(f"{err.message.rstrip('.')}; did you mean {match.group(1)!r}?", param, ctx)
 
 
 def _split_algos(ctx, param, value):
@@ -517,21 +517,19 @@ def _make_problem(name, seed, dims):
     return problems.make_problem(name, **options)
 
 
-def _settings_used(task, algo, hypers, batch_size, max_updates):
-    """Every setting of a run that is not the algorithm's default, in order.
+def _settings_used(task, algo, hypers):
+    """The hyperparameters of a run that are not the algorithm's defaults:
+    those suggested for it on the problem, each replaced by the one given."""
+    return dict(task.suggested(algo), **hypers)
 
-    The problem's batch size, number of iterations and validation interval,
-    then the hyperparameters suggested for the algorithm on the problem,
-    each replaced by the one given on the command line.
-    """
-    used = dict(task.settings)
+
+def _loop_settings(task, hypers, batch_size, max_updates):
+    """The problem's batch size, iterations and validation interval, or those given."""
+    used = {k: v for k, v in task.settings.items() if k not in hypers}
     if batch_size is not None:
         used["batch_size"] = batch_size
     if max_updates is not None:
         used["max_updates"] = max_updates
-    for name, value in dict(task.suggested(algo), **hypers).items():
-        used.pop(name, None)
-        used[name] = value
     return used
 
 
@@ -541,7 +539,7 @@ def _check_nesterov(algo, used, source):
         return
     momentum = used.get("momentum", ALGORITHMS[algo].hyperparameters()["momentum"].default)
     if momentum == 0:
-        where = "given" if "momentum" in source else f"the default for {algo} on this problem"
+        where = "given" if "momentum" in source else f"none is suggested for {algo} here"
         raise click.BadParameter(
             f"Nesterov momentum needs momentum > 0, and the momentum is 0 ({where}): "
             "with momentum 0 it is plain gradient descent; give --momentum 0.9, say",
@@ -569,20 +567,20 @@ def _wrapped(text, indent="  "):
 
 
 def _settings_line(algo, used):
-    text = " ".join(f"{k}={_default_text(v)}" for k, v in used.items())
+    text = " ".join(f"{k}={_default_text(v)}" for k, v in used.items() if v is not None)
     return _wrapped(f"settings: {text}; the rest: defaults (downhill algorithms {algo})")
 
 
-def _print_result(history, used, display):
+def _print_result(history, used, display, loop):
     stopped = progress.REASONS.get(display.reason, display.reason)
     best = display.best_iteration
     click.echo(_wrapped(f"{history.label}: {len(history.iterations)} iterations "
                         f"({len(history.iterations) * history.updates_per_iteration} updates), "
-                        f"{stopped}; best at iteration {best}:"
-                        if best is not None else "", indent=""))
+                        f"{stopped}" + (f"; best: iteration {best}" if best is not None else ""),
+                        indent=""))
     click.echo(f"  train:      {_format_monitors(history.final_train)}")
     click.echo(f"  validation: {_format_monitors(history.final_valid)}")
-    click.echo(_settings_line(history.label, used))
+    click.echo(_settings_line(history.label, dict(loop, **used)))
 
 
 def _checkpoint_line(display):
@@ -752,17 +750,19 @@ def demo(settings, plot, max_updates, as_json, interrupts):
     bouncing around the minimum). Takes a few seconds.
     """
     problem = problems.factorization()
-    used = _settings_used(problem, "rmsprop", {}, None, max_updates)
+    used = _settings_used(problem, "rmsprop", {})
+    loop = _loop_settings(problem, {}, None, max_updates)
     if not as_json:
-        click.echo(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
-                   "with RMSProp.")
+        click.echo(_wrapped(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
+                            "with RMSProp.", indent=""))
     try:
         history, display = _train(settings, interrupts, problem, "rmsprop", {}, {}, None,
                                   max_updates)
     except _Interrupted as stop:
-        _report(stop, used, as_json, dict(problem="factorization"))
+        _report(stop, used, as_json, dict(problem="factorization"), loop)
         raise
-    _report_history(history, display, used, as_json, dict(problem="factorization", plot=plot))
+    _report_history(history, display, used, as_json, dict(problem="factorization", plot=plot),
+                    loop)
     if plot:
         from . import plot as plotting
         plotting.loss_curves(history, plot, title="downhill demo: RMSProp on the "
@@ -771,8 +771,8 @@ def demo(settings, plot, max_updates, as_json, interrupts):
             click.echo(f"wrote {plot}")
 
 
-def _report_history(history, display, used, as_json, extra):
-    """The results of one run: JSON or text."""
+def _report_history(history, display, used, as_json, extra, loop):
+    """The results of one run: JSON or text (with ``loop``, the loop's settings)."""
     if as_json:
         click.echo(_dumps(dict(_summary(history, used, display), **extra,
                                checkpoint=display.checkpoint,
@@ -780,19 +780,19 @@ def _report_history(history, display, used, as_json, extra):
                                    "path": display.resumed_from[0],
                                    "iteration": display.resumed_from[1]})))
         return
-    _print_result(history, used, display)
+    _print_result(history, used, display, loop)
     line = _checkpoint_line(display)
     if line:
         click.echo(line)
 
 
-def _report(stop, used, as_json, extra):
+def _report(stop, used, as_json, extra, loop):
     """Print the interrupt message, then the results of the best parameters (if any)."""
     if stop.history is None:
         return
-    click.echo(_interrupt_message(stop.display), err=True)
+    click.echo(_wrapped(_interrupt_message(stop.display), ""), err=True)
     stop.reported = True
-    _report_history(stop.history, stop.display, used, as_json, dict(extra, plot=None))
+    _report_history(stop.history, stop.display, used, as_json, dict(extra, plot=None), loop)
 
 
 @cli.command()
@@ -833,7 +833,8 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         raise click.BadParameter("needs --checkpoint FILE",
                                  ctx=click.get_current_context(), param_hint=flag)
     task = _make_problem(problem.lower(), seed, dims)
-    used = _settings_used(task, algo, hypers, batch_size, max_updates)
+    used = _settings_used(task, algo, hypers)
+    loop = _loop_settings(task, hypers, batch_size, max_updates)
     _check_nesterov(algo, used, source)
     saving = {}
     if checkpoint is not None:
@@ -849,9 +850,9 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         history, display = _train(settings, interrupts, task, algo, dict(hypers, **saving),
                                   source, batch_size, max_updates)
     except _Interrupted as stop:
-        _report(stop, used, as_json, extra)
+        _report(stop, used, as_json, extra, loop)
         raise
-    _report_history(history, display, used, as_json, dict(extra, plot=plot))
+    _report_history(history, display, used, as_json, dict(extra, plot=plot), loop)
     if plot:
         from . import plot as plotting
         plotting.loss_curves(history, plot, title=f"{task.description}: {algo}",
@@ -894,12 +895,11 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
     histories, failures, results = [], [], []
     task = _make_problem(problem, seed, dims)
     for algo in algos:
-        _check_nesterov(algo, _settings_used(task, algo, hypers, batch_size, max_updates),
-                        source)
+        _check_nesterov(algo, _settings_used(task, algo, hypers), source)
     interrupted = None
     for algo in algos:
         task = _make_problem(problem, seed, dims)
-        used = _settings_used(task, algo, hypers, batch_size, max_updates)
+        used = _settings_used(task, algo, hypers)
         try:
             history, display = _train(settings, interrupts, task, algo, hypers, source,
                                       batch_size, max_updates, record_path=paths)
@@ -917,23 +917,24 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
             if stop.history is None:
                 break
             history, display = stop.history, stop.display
-            click.echo(_interrupt_message(display), err=True)
+            click.echo(_wrapped(_interrupt_message(display), ""), err=True)
             stop.reported = True
         histories.append(history)
         results.append(_summary(history, used, display))
         if not as_json:
-            click.echo(f"{algo}: {len(history.iterations)} iterations, "
-                       f"{progress.REASONS.get(display.reason, display.reason)}; best: "
-                       f"train {_format_monitors(history.final_train)}; "
-                       f"validation {_format_monitors(history.final_valid)}")
+            click.echo(_wrapped(f"{algo}: {len(history.iterations)} iterations, "
+                                f"{progress.REASONS.get(display.reason, display.reason)}; "
+                                f"best: train {_format_monitors(history.final_train)}; "
+                                f"validation {_format_monitors(history.final_valid)}",
+                                indent=""))
         if interrupted is not None:
             break
     if not as_json and results:
-        given = " ".join(f"{k}={_default_text(v)}" for k, v in hypers.items())
-        click.echo(_wrapped(f"settings: those suggested for each algorithm on {problem} "
-                            "(downhill.problems.SUGGESTED)"
-                            + (f", with {given} for all" if given else "")
-                            + "; --json lists them", indent=""))
+        given = " ".join(f"{k}={_default_text(v)}" for k, v in
+                         dict(_loop_settings(task, hypers, batch_size, max_updates),
+                              **hypers).items())
+        click.echo(_wrapped(f"settings for all: {given}; and each algorithm's suggested ones "
+                            "(--json and the plot's legend list them)", indent=""))
     if plot and histories:
         from . import plot as plotting
         plotting.comparison(histories, plot, paths=paths, title=task.description,

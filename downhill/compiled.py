@@ -5,7 +5,8 @@ function of one optimizer and keeps them, one per graph structure (which
 features are on) and compile mode, so a new learning rate or a second
 ``iterate()`` compiles nothing. For data held in PyTensor shared variables
 it also compiles each function's in-graph twin, which slices its batch out
-of the shared data inside the compiled function.
+of the shared data inside the compiled function. :func:`jit_now` makes the
+Numba backend's machine code at once rather than at a function's first call.
 """
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytensor.tensor as pt
 
 from .util import compile_function, log
 
-__all__ = ["Functions"]
+__all__ = ["Functions", "jit_now"]
 
 
 class Functions:
@@ -156,3 +157,45 @@ class Functions:
                     shared.set_value(array, borrow=True)
                 current = arrays
             yield (number,), weight
+
+
+def jit_now(fn):
+    """Make a Numba-backed function's machine code now, not at its first call.
+
+    PyTensor's Numba backend (the default mode) turns a compiled function
+    into machine code when it is first called, which takes most of a first
+    run's wait (seconds to tens of seconds, less once Numba's disk cache
+    has it). This does it at once, for the argument types the training loop
+    passes: C-contiguous arrays of the inputs' dtypes and numbers of
+    dimensions, and the shared variables' current values. Other backends,
+    or anything unexpected, are left to the first call.
+
+    Parameters
+    ----------
+    fn : pytensor Function
+        A compiled function.
+
+    Returns
+    -------
+    bool
+        Whether machine code was made (or found in Numba's cache).
+    """
+    vm = getattr(fn, "vm", None)
+    jit = getattr(vm, "jit_fn", None)
+    if jit is None or not type(jit).__module__.startswith("numba") \
+            or not hasattr(jit, "compile"):
+        return False
+    try:
+        import numba
+        types = []
+        for var, cell in zip(fn.maker.fgraph.inputs, vm.inputs, strict=True):
+            value = cell[0]
+            if value is None:  # an explicit input: an empty array like its batches
+                value = np.empty((0,) * var.type.ndim, dtype=var.type.dtype)
+            types.append(numba.typeof(value))
+        # the thunk calls it as f(*inputs): Numba sees one tuple of them
+        jit.compile((numba.types.BaseTuple.from_types(types),))
+    except Exception as error:  # the first call compiles instead
+        log.debug("could not compile %s ahead of its first call: %s", fn.name, error)
+        return False
+    return True

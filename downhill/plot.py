@@ -77,12 +77,6 @@ _NOT_SHOWN = frozenset({
     "patience", "validate_every", "min_improvement", "on_nonfinite", "max_skips",
     "checkpoint", "checkpoint_every", "resume", "seed", "hv_method"})
 
-#: Short names for legends.
-_SHORT = {"learning_rate": "lr", "rms_regularizer": "\N{GREEK SMALL LETTER EPSILON}",
-          "rms_halflife": "halflife", "rprop_increase": "\N{GREEK SMALL LETTER ETA}+",
-          "rprop_decrease": "\N{GREEK SMALL LETTER ETA}\N{MINUS SIGN}"}
-
-
 def _value_text(value):
     if isinstance(value, bool):
         return str(value)
@@ -103,10 +97,10 @@ def settings_text(hyperparameters):
     Returns
     -------
     str
-        E.g. ``'lr=0.003, momentum=0.7'``; loop settings (``patience``,
-        ``validate_every``, checkpoints ...) are left out, a few long names
-        shortened (``lr``, ``ε`` for ``rms_regularizer``, ``η+``/``η−``
-        for RProp's step factors).
+        E.g. ``'learning_rate=0.003, momentum=0.7'``: the names as
+        ``downhill algorithms`` lists them and ``-H`` takes them; loop
+        settings (``patience``, ``validate_every``, checkpoints ...) are
+        left out.
     """
     parts = []
     for name, value in hyperparameters.items():
@@ -116,7 +110,7 @@ def settings_text(hyperparameters):
             if value:
                 parts.append("nesterov")
             continue
-        parts.append(f"{_SHORT.get(name, name)}={_value_text(value)}")
+        parts.append(f"{name}={_value_text(value)}")
     return ", ".join(parts)
 
 

@@ -96,6 +96,10 @@ def _number(value):
     return "-" if value is None else f"{value:.3g}"
 
 
+def _count(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _clock(seconds):
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -174,7 +178,8 @@ class Progress:
     Attributes
     ----------
     phase : str or None
-        ``'compiling'``, ``'running'`` or ``'done'`` (None before).
+        ``'compiling'``, ``'running'`` or ``'done'`` (None before); a run
+        that ends while compiling stays at ``'compiling'``.
     reason : str or None
         Why the run ended: a key of :data:`REASONS`.
     iteration, updates : int
@@ -237,8 +242,8 @@ class Progress:
         try:
             yield
         except BaseException as error:
+            # the phase stays 'compiling': where the run ended
             self.reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
-            self.phase = "done"
             self._close()
             raise
 
@@ -341,8 +346,8 @@ class Progress:
         iterations = self.iteration - self._first[0]
         updates = self.updates - self._first[1]
         text = (f"{self._name()}: {REASONS.get(self.reason, 'running')} at iteration "
-                f"{self.iteration} ({iterations} iterations, {updates} updates in "
-                f"{self._elapsed():.1f} s)")
+                f"{self.iteration} ({_count(iterations, 'iteration')}, "
+                f"{_count(updates, 'update')} in {self._elapsed():.1f} s)")
         if self.best_iteration is not None:
             text += (f"; best validation loss {self.best_loss:.6g} at iteration "
                      f"{self.best_iteration}")
@@ -365,6 +370,11 @@ class Progress:
         str
         """
         name = self._name()
+        if self.phase == "compiling" and self.reason is not None:
+            spent = time.monotonic() - self._compile_began
+            pieces = [(0, f"compiling the {name} step:"), (0, REASONS[self.reason]),
+                      (1, f"after {spent:.1f} s")]
+            return " ".join(fit(pieces, width))
         if self.phase == "compiling":
             spent = time.monotonic() - self._compile_began
             spin = "-\\|/"[int(spent * 4) % 4] if self._ascii else \

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 
-from . import nonfinite, progress, state, validation
+from . import compiled, nonfinite, progress, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
 from .interrupts import SIGINT
@@ -338,13 +338,15 @@ def _schedules(opt, values):
 
 
 def _compile(opt, train, valid):
-    """Compile every function the loop will call, so the display can show it."""
+    """Compile every function the loop will call, machine code included,
+    so that the display shows it as the compile phase."""
     step, names, guarded = opt._functions.step()
     evaluate = opt._functions.evaluate()
-    if getattr(train, "in_graph", False):
-        opt._functions.in_graph(step)
-    if getattr(valid, "in_graph", False):
-        opt._functions.in_graph(evaluate)
+    called = [opt._functions.in_graph(step) if getattr(train, "in_graph", False) else step,
+              opt._functions.in_graph(evaluate) if getattr(valid, "in_graph", False)
+              else evaluate]
+    for fn in called:
+        compiled.jit_now(fn)  # found at once when made before
     return step, names, guarded
 
 

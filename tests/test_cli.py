@@ -118,9 +118,8 @@ def test_run_json_with_hyperparameters():
     assert data["iterations"] == 12 and data["updates"] == 12
     # one key: every setting not left to the algorithm's defaults, given or suggested
     assert "hyperparameters" not in data
-    assert data["settings"] == {"batch_size": 0, "max_updates": 12, "learning_rate": 3e-3,
-                                "momentum": 0.9, "rms_regularizer": 1.0, "validate_every": 4,
-                                "rms_halflife": 7.0}
+    assert data["settings"] == dict(problems.SUGGESTED["rosenbrock"]["rmsprop"],
+                                    rms_halflife=7.0, validate_every=4)
     assert data["stopped"] == "max_updates" and data["best_iteration"] == 12
     assert set(data["train"]) == {"loss", "dist"}
     # the optimizer really received it: its settings line is logged

@@ -108,7 +108,9 @@ def test_comparison_legend_has_one_entry_per_algorithm_and_a_style_key(
     texts = legend_texts(fig)
     key = ["training", "validation"] + (["start", "end of a path", "minimum (1, 1)"]
                                          if paths else [])
-    runs = [f"{name}: lr={0.01 * (i + 1):g}, momentum=0.5" for i, name in enumerate(names)]
+    # the hyperparameters by the names -H takes
+    runs = [f"{name}: learning_rate={0.01 * (i + 1):g}, momentum=0.5"
+            for i, name in enumerate(names)]
     assert texts == runs + [" "] + key    # loop settings (patience ...) left out
     (legend,) = fig.legends
     colors = [h.get_color() for h in legend.legend_handles[:len(names)]]
@@ -152,7 +154,7 @@ def test_settings_text():
     assert plot.settings_text({"learning_rate": 0.003, "momentum": 0.5, "nesterov": True,
                                "rms_regularizer": 100.0, "validate_every": 3,
                                "checkpoint": "x.npz"}) == (
-        "lr=0.003, momentum=0.5, nesterov, \N{GREEK SMALL LETTER EPSILON}=100")
+        "learning_rate=0.003, momentum=0.5, nesterov, rms_regularizer=100")   # -H's names
     assert plot.settings_text({"nesterov": False, "hv_method": "rop"}) == ""
 
 

@@ -20,6 +20,8 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     assert namespace["valid"]["loss"] < 0.05
     assert np.isfinite(namespace["u"].get_value()).all()
     assert (tmp_path / "run.npz").exists()
+    # the long run completes its schedule: early stopping does not cut it short
+    assert namespace["opt"].state_dict()["counters"]["iteration"] == 300
 
 
 def test_readme_is_valid_restructuredtext():
