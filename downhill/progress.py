@@ -4,7 +4,7 @@
 ``progressbar=None`` (the name PyMC uses): None shows the display when
 stderr is a terminal or in a Jupyter notebook, True always, False never;
 :func:`display` turns that value into a :class:`Progress`. The training
-loop (:mod:`downhill.training`) reports to it through a few hooks, in this
+loop (``downhill.training``) reports to it through a few hooks, in this
 order::
 
     on_resume(path, run)                    # when a checkpoint was loaded
@@ -23,13 +23,13 @@ updates per second. The line never exceeds the terminal's width: narrower
 terminals drop the less important parts (rate, bar, time). When the run
 ends the line is replaced by a summary that stays on the screen. Without a
 terminal, a display asked for with ``progressbar=True`` writes one line per
-validation and the summary. Whether shown or not, :meth:`Progress.finish`
+validation and the summary. Whether shown or not, :meth:`Progress.on_finish`
 logs the summary (logger ``downhill``, INFO), and a :class:`Progress` keeps
 what it was told (where the run stopped, why, the best iteration, the
 checkpoint written): the command line passes its own and reads them.
 
 The hooks cost a few attribute assignments per iteration; the line is drawn
-by `rich <https://rich.readthedocs.io>`_'s :class:`rich.live.Live` from its
+by `rich <https://rich.readthedocs.io>`_'s ``rich.live.Live`` from its
 own thread, four times a second (about 0.3 ms a drawing). rich is imported
 only when a display is shown. Measured against tqdm on this project's
 machine: importing ``rich.live`` costs about 45 ms after ``import
@@ -49,7 +49,7 @@ import time
 
 from .util import log
 
-__all__ = ["Progress", "display", "REFRESH_PER_SECOND"]
+__all__ = ["Progress", "display", "REASONS", "REFRESH_PER_SECOND"]
 
 #: How often the line is redrawn.
 REFRESH_PER_SECOND = 4
@@ -115,7 +115,7 @@ def _rate(per_second):
     return f"{per_second:.3g} upd/s"
 
 
-def fit(pieces, width, bar=None):
+def _fit(pieces, width, bar=None, sep="  "):
     """Lay out pieces of text on one line of at most ``width`` characters.
 
     Parameters
@@ -130,21 +130,27 @@ def fit(pieces, width, bar=None):
         ``position``, between 10 and 30 characters wide, taking the room
         left; ``draw(n)`` returns it ``n`` characters wide.
 
+    sep : str, optional
+        What joins the pieces.
+
     Returns
     -------
-    list of str
-        The kept pieces, bar included, to be joined by two spaces.
+    str
+        The line: the kept pieces, bar included, or the first ones cut
+        with an ellipsis when even they do not fit.
     """
     kept = list(range(len(pieces)))
     with_bar = bar is not None
 
     def length():
         texts = [pieces[i][1] for i in kept]
-        return sum(map(len, texts)) + 2 * (len(texts) - 1) + (12 if with_bar else 0)
+        return sum(map(len, texts)) + len(sep) * (len(texts) - 1) + \
+            (10 + len(sep) if with_bar else 0)
 
     while length() > width:
         droppable = [i for i in kept if pieces[i][0] > 0]
-        worst = max(droppable, key=lambda i: pieces[i][0], default=None)
+        # the highest number goes first; of equals, the rightmost
+        worst = max(droppable, key=lambda i: (pieces[i][0], i), default=None)
         if with_bar and (worst is None or bar[1] >= pieces[worst][0]):
             with_bar = False
         elif worst is not None:
@@ -156,11 +162,10 @@ def fit(pieces, width, bar=None):
         room = min(30, width - length() + 10)
         position = sum(1 for i in kept if i < bar[0])
         texts.insert(position, bar[2](room))
-    line = "  ".join(texts)
+    line = sep.join(texts)
     if len(line) > width:  # only the never-dropped pieces left
         line = line[:max(width - 1, 0)] + "\u2026"
-        texts = [line]
-    return texts
+    return line
 
 
 class Progress:
@@ -374,7 +379,7 @@ class Progress:
             spent = time.monotonic() - self._compile_began
             pieces = [(0, f"compiling the {name} step:"), (0, REASONS[self.reason]),
                       (1, f"after {spent:.1f} s")]
-            return " ".join(fit(pieces, width))
+            return _fit(pieces, width, sep=" ")
         if self.phase == "compiling":
             spent = time.monotonic() - self._compile_began
             spin = "-\\|/"[int(spent * 4) % 4] if self._ascii else \
@@ -382,7 +387,7 @@ class Progress:
             pieces = [(0, spin), (0, f"compiling the {name} step"),
                       (1, "(slow the first time, cached afterwards)"),
                       (0, f"{spent:.1f} s")]
-            return " ".join(fit(pieces, width))
+            return _fit(pieces, width, sep=" ")
         rate = self._per_second()
         best = (f"best {_number(self.best_loss)} (it {self.best_iteration})"
                 if self.best_iteration is not None else None)
@@ -390,7 +395,7 @@ class Progress:
             pieces = [(0, name), (0, f"it {self.iteration}"),
                       (0, REASONS.get(self.reason, "")), (1, f"loss {_number(self.loss)}"),
                       (1, best), (3, rate and _rate(rate)), (2, f"{self._elapsed():.1f} s")]
-            return "  ".join(fit([p for p in pieces if p[1]], width))
+            return _fit([p for p in pieces if p[1]], width)
         done = self.iteration - self._first[0]
         count = f"{done}/{self.total}" if self.total else f"it {self.iteration}"
         eta = None
@@ -403,7 +408,7 @@ class Progress:
         if self.total:
             fraction = min(done / self.total, 1.0)
             bar = (2, 3, lambda n: self._bar(n, fraction))
-        return "  ".join(fit(pieces, width, bar))
+        return _fit(pieces, width, bar)
 
     def _bar(self, n, fraction):
         cells = n - 5   # room for ' 100%'

@@ -143,6 +143,30 @@ def test_run_text_output():
     assert "rmsprop: 3 iterations (3 updates)" in result.stdout
 
 
+def test_run_text_output_states_the_settings():
+    result = invoke("run", "factorization", "--max-updates", 3, "--patience", 2,
+                    "-H", "rms_halflife=9")
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())
+    assert ("settings: batch_size=0 max_updates=3 validate_every=10 learning_rate=0.003 "
+            "rms_halflife=9 patience=2; the rest: defaults (downhill algorithms rmsprop)") in words
+    assert "reached max_updates; best: iteration 3" in words
+
+
+def test_run_text_says_what_checkpoint_it_wrote_and_resumed_from(tmp_path):
+    path = tmp_path / "run.npz"
+    first = invoke("run", "factorization", "--max-updates", 4, "--checkpoint", path)
+    assert first.exit_code == 0, first.output
+    assert f"checkpoint: saved to {path} (iteration 4)" in " ".join(first.stdout.split())
+    second = invoke("run", "factorization", "--max-updates", 4, "--checkpoint", path,
+                    "--resume", "--json")
+    assert second.exit_code == 0, second.output
+    data = json.loads(second.stdout)
+    assert data["resumed_from"] == {"path": str(path), "iteration": 4}
+    assert data["checkpoint"] == str(path)
+    assert f"loaded checkpoint {path} (iteration 4)" in second.stderr
+
+
 def test_nesterov_flag_and_hyper_bool():
     result = invoke("run", "rosenbrock", "--algo", "sgd", "--momentum", 0.5, "--nesterov",
                     "--max-updates", 2, "--json")
@@ -180,6 +204,23 @@ def test_nesterov_flag_and_hyper_bool():
     (["run", "rosenbrock", "--plot", "out.txt"], "'--plot'", [".png"]),
     (["compare", "rosenbrock", "--algos", "sgd,nope"], "'--algos'", ["'nope'", "rmsprop"]),
     (["algorithms", "nope"], "'[ALGO]'", ["'sgd'"]),
+    # suggestions for every unknown name
+    (["run", "rosenbrok"], "'PROBLEM'", ["did you mean 'rosenbrock'?"]),
+    (["run", "rosenbrock", "--algo", "adamw"], "'--algo'", ["did you mean 'adam'?"]),
+    (["compare", "rosenbrock", "--algos", "sgd,rmsprp"], "'--algos'",
+     ["did you mean 'rmsprop'?"]),
+    (["run", "rosenbrock", "--algo", "adam", "-H", "beta1=0.9"], "'-H'",
+     ["did you mean 'beta1_halflife'?"]),
+    # values that used to pass silently
+    (["run", "factorization", "--batch-size", "-5"], "'--batch-size'", ["x>=0"]),
+    (["run", "rosenbrock", "--algo", "sgd", "--nesterov", "--momentum", "0"], "'--nesterov'",
+     ["needs momentum > 0", "(given)"]),
+    (["run", "factorization", "--algo", "sgd", "--nesterov"], "'--nesterov'",
+     ["needs momentum > 0", "none is suggested for sgd"]),
+    (["run", "factorization", "--algo", "sgd", "-H", "nesterov=yes"], "'-H'",
+     ["needs momentum > 0"]),
+    (["compare", "factorization", "--algos", "sgd,nag", "--nesterov"], "'--nesterov'",
+     ["needs momentum > 0"]),
 ])
 def test_bad_input_is_a_usage_error(args, option, words):
     result = invoke(*args)
@@ -197,6 +238,11 @@ def test_failed_run_exits_1_with_one_line():
     error_lines = [l for l in result.stderr.splitlines() if l.startswith("Error:")]
     assert len(error_lines) == 1
     assert error_lines[0].startswith("Error: FloatingPointError: non-finite loss at iteration")
+    # the monitors as text, and the hints in the command line's own syntax
+    assert ": loss=" in error_lines[0] and "{" not in error_lines[0]
+    assert "--learning-rate" in error_lines[0] and "-H on_nonfinite=skip" in error_lines[0]
+    assert "-H max_gradient_norm=" in error_lines[0]
+    assert "on_nonfinite='skip'" not in error_lines[0]
 
 
 def test_debug_shows_the_exception():
