@@ -54,7 +54,7 @@ __all__ = ["Progress", "display", "REASONS", "REFRESH_PER_SECOND"]
 #: How often the line is redrawn.
 REFRESH_PER_SECOND = 4
 
-#: Why a run ended, as :attr:`Progress.reason` says it, in words.
+#: Why a run ended (``Progress.reason``), in words.
 REASONS = {
     "max_updates": "reached max_updates",
     "data": "reached the end of the training data",
