@@ -203,7 +203,8 @@ class _Progress(progress.Progress):
     """The library's display, with the command's Ctrl-C handling in its hooks."""
 
     def __init__(self, show, interrupts, label=None):
-        super().__init__(show, label)
+        # transient: the command prints the results itself
+        super().__init__(show, label, transient=True)
         self.interrupts = interrupts
 
     @contextlib.contextmanager
@@ -575,9 +576,10 @@ def _print_result(history, used, display, loop):
     stopped = progress.REASONS.get(display.reason, display.reason)
     best = display.best_iteration
     click.echo(_wrapped(f"{history.label}: {len(history.iterations)} iterations "
-                        f"({len(history.iterations) * history.updates_per_iteration} updates), "
-                        f"{stopped}" + (f"; best: iteration {best}" if best is not None else ""),
-                        indent=""))
+                        f"({len(history.iterations) * history.updates_per_iteration} updates) "
+                        f"in {display.elapsed:.1f} s, {stopped}", indent=""))
+    if best is not None:
+        click.echo(f"  monitors of the best parameters, from iteration {best}:")
     click.echo(f"  train:      {_format_monitors(history.final_train)}")
     click.echo(f"  validation: {_format_monitors(history.final_valid)}")
     click.echo(_settings_line(history.label, dict(loop, **used)))
@@ -922,7 +924,8 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         histories.append(history)
         results.append(_summary(history, used, display))
         if not as_json:
-            click.echo(_wrapped(f"{algo}: {len(history.iterations)} iterations, "
+            click.echo(_wrapped(f"{algo}: {len(history.iterations)} iterations in "
+                                f"{display.elapsed:.1f} s, "
                                 f"{progress.REASONS.get(display.reason, display.reason)}; "
                                 f"best: train {_format_monitors(history.final_train)}; "
                                 f"validation {_format_monitors(history.final_valid)}",

@@ -21,7 +21,8 @@ afterwards) 3.2 s"), then one line with the iteration, a bar and the time
 left when ``max_updates`` is known, the loss, the best validation loss and
 updates per second. The line never exceeds the terminal's width: narrower
 terminals drop the less important parts (rate, bar, time). When the run
-ends the line is replaced by a summary that stays on the screen. Without a
+ends the line is replaced by a summary that stays on the screen (unless
+the display is ``transient``, as the command line's is). Without a
 terminal, a display asked for with ``progressbar=True`` writes one line per
 validation and the summary. Whether shown or not, :meth:`Progress.on_finish`
 logs the summary (logger ``downhill``, INFO), and a :class:`Progress` keeps
@@ -179,6 +180,9 @@ class Progress:
         validation and a summary); False: never.
     label : str, optional
         The name in the display; default the optimizer's class name.
+    transient : bool, optional
+        Erase the line when the run ends instead of leaving its summary
+        (the command line does, and prints its own results).
 
     Attributes
     ----------
@@ -199,11 +203,12 @@ class Progress:
         The checkpoint loaded before the run and its iteration.
     """
 
-    def __init__(self, show=None, label=None):
+    def __init__(self, show=None, label=None, transient=False):
         if show is not None and not isinstance(show, bool):
             raise TypeError(f"show must be None, True or False, got {show!r}")
         self.show = show
         self.label = label
+        self.transient = bool(transient)
         self.phase = None
         self.reason = None
         self.iteration = self.updates = 0
@@ -334,13 +339,15 @@ class Progress:
     def _name(self):
         return self.label or "training"
 
-    def _elapsed(self):
+    @property
+    def elapsed(self):
+        """Seconds from the start of training (after compiling) to its end, or now."""
         if self._began is None:
             return 0.0
         return (self._ended or time.monotonic()) - self._began
 
     def _per_second(self):
-        elapsed = self._elapsed()
+        elapsed = self.elapsed
         done = self.updates - self._first[1]
         return done / elapsed if elapsed > 0 and done else None
 
@@ -352,7 +359,7 @@ class Progress:
         updates = self.updates - self._first[1]
         text = (f"{self._name()}: {REASONS.get(self.reason, 'running')} at iteration "
                 f"{self.iteration} ({_count(iterations, 'iteration')}, "
-                f"{_count(updates, 'update')} in {self._elapsed():.1f} s)")
+                f"{_count(updates, 'update')} in {self.elapsed:.1f} s)")
         if self.best_iteration is not None:
             text += (f"; best validation loss {self.best_loss:.6g} at iteration "
                      f"{self.best_iteration}")
@@ -394,13 +401,13 @@ class Progress:
         if self.phase == "done":
             pieces = [(0, name), (0, f"it {self.iteration}"),
                       (0, REASONS.get(self.reason, "")), (1, f"loss {_number(self.loss)}"),
-                      (1, best), (3, rate and _rate(rate)), (2, f"{self._elapsed():.1f} s")]
+                      (1, best), (3, rate and _rate(rate)), (2, f"{self.elapsed:.1f} s")]
             return _fit([p for p in pieces if p[1]], width)
         done = self.iteration - self._first[0]
         count = f"{done}/{self.total}" if self.total else f"it {self.iteration}"
         eta = None
         if self.total and done:
-            eta = f"ETA {_clock(self._elapsed() / done * max(self.total - done, 0))}"
+            eta = f"ETA {_clock(self.elapsed / done * max(self.total - done, 0))}"
         pieces = [(0, name), (0, count), (1, f"loss {_number(self.loss)}"), (2, best),
                   (4, rate and _rate(rate)), (2, eta)]
         pieces = [p for p in pieces if p[1]]
@@ -434,7 +441,7 @@ class Progress:
         from rich.live import Live
         self._ascii = console.options.ascii_only
         self._live = Live(_Line(self), console=console, refresh_per_second=REFRESH_PER_SECOND,
-                          transient=False)
+                          transient=self.transient)
         self._mode = "live"
         _LIVE.append(self)
         self._live.start()

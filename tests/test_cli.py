@@ -150,7 +150,7 @@ def test_run_text_output_states_the_settings():
     words = " ".join(result.stdout.split())
     assert ("settings: batch_size=0 max_updates=3 validate_every=10 learning_rate=0.003 "
             "rms_halflife=9 patience=2; the rest: defaults (downhill algorithms rmsprop)") in words
-    assert "reached max_updates; best: iteration 3" in words
+    assert "reached max_updates monitors of the best parameters, from iteration 3:" in words
 
 
 def test_run_text_says_what_checkpoint_it_wrote_and_resumed_from(tmp_path):

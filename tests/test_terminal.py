@@ -122,7 +122,7 @@ def run_on_pty(args, columns=80, rows=30, interrupt_when=None, timeout=120, env=
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    environment.update(TERM="xterm-256color", PYTHONPATH=str(ROOT), **(env or {}))
+    environment.update({"TERM": "xterm-256color", "PYTHONPATH": str(ROOT), **(env or {})})
 
     def controlling_terminal():   # in the child, after setsid
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -183,9 +183,11 @@ def test_demo_leaves_a_few_lines_that_fit(columns):
     assert screen.overflows == 0, lines
     assert all(len(line) < columns for line in lines)
     assert len(lines) <= 8, lines
-    # the progress line was redrawn in place, then left as the run's summary
-    assert output.count("\r") > 2
-    assert any(line.startswith("RMSProp  it 500  reached max_updates") for line in lines)
+    # the progress line was drawn, then erased: the results say how the run ended
+    assert "\r" in output and not any(line.startswith("RMSProp  ") for line in lines)
+    assert any(re.match(r"rmsprop: 500 iterations \(500 updates\) in [\d.]+ s, reached "
+                        r"max_updates$", line) for line in lines), lines
+    assert "  monitors of the best parameters, from iteration 500:" in lines
     assert any(line.startswith("  validation: loss=") for line in lines)
 
 
@@ -208,6 +210,18 @@ def test_ctrl_c_stops_the_run_with_one_message_and_exit_130(tmp_path):
     assert re.search(r"\n  train: +loss=", text) and re.search(r"\n  validation: +loss=", text)
     assert f"checkpoint: saved to run.npz (iteration {match.group(1)})" in text
     assert "Traceback" not in output and "Aborted" not in output
+
+
+def test_ctrl_c_while_compiling_stops_at_once(tmp_path):
+    # an empty compile cache: the first compilation takes seconds
+    started = time.monotonic()
+    code, screen, output = run_on_pty(
+        downhill("demo"), interrupt_when=r"compiling the RMSProp step",
+        env={"PYTENSOR_FLAGS": f"base_compiledir={tmp_path}"})
+    assert code == 130, output
+    assert screen.text()[-1] == "interrupted while compiling the RMSProp step; nothing trained"
+    assert time.monotonic() - started < 60
+    assert "Traceback" not in output and "Exception ignored" not in output
 
 
 def test_ctrl_c_stops_a_comparison_as_a_whole():
