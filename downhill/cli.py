@@ -7,8 +7,8 @@
     downhill run rosenbrock --dims 10 --algo rmsprop -H rms_halflife=7 --json
     downhill compare rosenbrock --algos sgd,nag,rmsprop --momentum 0.9 --plot cmp.png
 
-The library logs through ``logging.getLogger('downhill')``; this module
-installs a handler that writes those lines to stderr (``-v``/``-q`` change
+The library logs through ``logging.getLogger('downhill')``; the command
+installs a handler (``downhill._cli_session``) that writes those lines to stderr (``-v``/``-q`` change
 the level, before or after the subcommand). When stderr is a terminal the
 library's progress display (:mod:`downhill.progress`) shows each run on
 one line instead; otherwise a line per validation and a summary per run
@@ -23,312 +23,28 @@ the run stops at the end of its iteration, the best parameters are kept
 second Ctrl-C stops at once.
 """
 
-import contextlib
-import functools
 import importlib.util
-import json
-import logging
-import math
 import os
 import re
 import shutil
-import signal
 import sys
 import textwrap
-import threading
 
 import click
 
-from . import __version__, hyperparams, problems, progress
+from . import __version__, problems, progress
 from .base import Optimizer
+from ._cli_results import (default_text, dumps, format_monitors, interrupt_message,
+                          report_history, report_interrupted, summary, wrapped)
+from ._cli_session import (DEDICATED, Interrupted, Settings, cli_syntax, global_options,
+                          install_logging, one_line, reports_failures, train)
 from .registry import ALGORITHMS
-from .checkpoint import CheckpointError
-from .training import iteration_log
-from .util import log, unknown_name_error
+from .util import unknown_name_error
 
 __all__ = ["cli", "main"]
 
 #: Image formats accepted by ``--plot``.
 PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-
-
-# ----------------------------------------------------------------------
-# logging and output
-
-
-class _StderrHandler(logging.Handler):
-    """Write records to whatever ``sys.stderr`` is at the time (CliRunner swaps it)."""
-
-    def emit(self, record):
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:  # pragma: no cover - logging must not raise
-            self.handleError(record)
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record):
-        message = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {message}"
-        return message
-
-
-class _Settings:
-    """The global options (-v, -q, --debug), given before or after the subcommand."""
-
-    def __init__(self, verbose, quiet, debug, terminal):
-        self.verbose = verbose
-        self.quiet = quiet
-        self.debug = debug
-        self.terminal = terminal
-
-    @property
-    def level(self):
-        """The ``downhill`` logger's level: WARNING on a terminal, INFO otherwise."""
-        base = logging.WARNING if self.terminal else logging.INFO
-        level = min(max(base - 10 * self.verbose + 10 * self.quiet, logging.DEBUG),
-                    logging.CRITICAL)
-        if self.quiet > self.verbose:
-            level = max(level, logging.ERROR)   # -q: errors only, terminal or not
-        return level
-
-    @property
-    def progress_bar(self):
-        """Show the progress display when stderr is a terminal and per-iteration lines are off."""
-        return self.terminal and self.level > logging.INFO
-
-    def apply(self):
-        """Set the loggers' levels: per-iteration lines only with -v."""
-        log.setLevel(self.level)
-        every = self.verbose > 0 and self.level <= logging.INFO
-        iteration_log.setLevel(logging.NOTSET if every else logging.WARNING)
-
-
-def _install_logging(ctx, settings):
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter())
-    saved = log.level, log.propagate, iteration_log.level
-    log.addHandler(handler)
-    log.propagate = False
-    settings.apply()
-
-    def restore():
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
-        iteration_log.setLevel(saved[2])
-
-    ctx.call_on_close(restore)
-
-
-def _add_global(ctx, param, value):
-    """Callback of -v/-q/--debug given after the subcommand."""
-    settings = ctx.find_object(_Settings)
-    if settings is not None and value:
-        if param.name == "debug":
-            settings.debug = True
-        else:
-            setattr(settings, param.name, getattr(settings, param.name) + value)
-        settings.apply()
-
-
-def _global_options(command):
-    """-v, -q and --debug, also accepted after the subcommand."""
-    options = [
-        click.option("-v", "--verbose", count=True, expose_value=False, callback=_add_global,
-                     help="As before the command: more log lines on stderr."),
-        click.option("-q", "--quiet", count=True, expose_value=False, callback=_add_global,
-                     help="As before the command: errors only on stderr."),
-        click.option("--debug", is_flag=True, expose_value=False, callback=_add_global,
-                     help="As before the command: show the traceback when a command fails."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _one_line(err):
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)
-
-
-#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
-
-
-class _Interrupts:
-    """Ctrl-C during a command, made predictable.
-
-    While a run trains, SIGINT is only counted: the run stops at the end of
-    the iteration (``stop_requested``), never inside a compiled call, so
-    the best parameters and the checkpoint are always in order. While it
-    compiles, and outside runs, SIGINT raises ``KeyboardInterrupt`` at once
-    (a compiler that swallows it is caught up with when it returns); a
-    second Ctrl-C always does.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.defer = False
-        self._saved = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._saved = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            signal.signal(signal.SIGINT, self._saved)
-            self._saved = None
-
-    def _handle(self, signum, frame):
-        self.count += 1
-        if self.count > 1 or not self.defer:
-            raise KeyboardInterrupt
-
-    def stop_requested(self, *args):
-        """Whether Ctrl-C was pressed (``problems.train`` stops on a true return)."""
-        return self.count > 0
-
-    def check(self):
-        """Raise the KeyboardInterrupt a compiler swallowed."""
-        if self.count:
-            raise KeyboardInterrupt
-
-
-class _Progress(progress.Progress):
-    """The library's display, with the command's Ctrl-C handling in its hooks."""
-
-    def __init__(self, show, interrupts, label=None):
-        # transient: the command prints the results itself
-        super().__init__(show, label, transient=True)
-        self.interrupts = interrupts
-
-    @contextlib.contextmanager
-    def compiling(self):
-        with super().compiling():
-            self.interrupts.defer = False
-            try:
-                yield
-                self.interrupts.check()
-            finally:
-                self.interrupts.defer = True
-
-    def on_finish(self, run, reason, checkpoint=None):
-        if self.interrupts.count and reason == "closed":
-            reason = "interrupted"   # the command stopped the loop for Ctrl-C
-        super().on_finish(run, reason, checkpoint)
-
-
-class _Interrupted(Exception):
-    """Internal: a run was interrupted; carries what it left (or None)."""
-
-    def __init__(self, display, history=None):
-        super().__init__("interrupted")
-        self.display = display
-        self.history = history
-        self.reported = False   # the message is out
-
-
-def _interrupt_message(display):
-    """'interrupted at iteration N; best parameters (iteration M) kept' and the checkpoint."""
-    if display is None:
-        return "interrupted"
-    if display.phase == "compiling":
-        return f"interrupted while compiling the {display.label or 'training'} step; nothing trained"
-    text = f"interrupted at iteration {display.iteration}"
-    if display.best_iteration is not None:
-        text += f"; best parameters (iteration {display.best_iteration}) kept"
-    if display.checkpoint is not None:
-        text += f"; checkpoint saved to {display.checkpoint}"
-    return text
-
-
-def _reports_failures(command):
-    """Ctrl-C, failures and the global options of one command.
-
-    An exception becomes a one-line error and exit code 1 (unless
-    --debug), Ctrl-C exit code 130 with one message.
-    """
-    @_global_options
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        with _Interrupts() as interrupts:
-            try:
-                return command(*args, interrupts=interrupts, **kwargs)
-            except KeyboardInterrupt:
-                click.echo(_interrupt_message(None), err=True)
-                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-            except _Interrupted as stop:
-                if not stop.reported:
-                    click.echo(_wrapped(_interrupt_message(stop.display), ""), err=True)
-                raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-            except (click.ClickException, click.exceptions.Exit, click.Abort):
-                raise
-            except Exception as err:
-                settings = click.get_current_context().find_object(_Settings)
-                if settings is not None and settings.debug:
-                    raise
-                raise click.ClickException(
-                    f"{type(err).__name__}: {_cli_syntax(_one_line(err))}") from err
-    return wrapper
-
-
-def _dedicated_options():
-    """Hyperparameters with an option of their own, by name."""
-    return {name: hint.strip("'") for name, (hint, _) in
-            _dedicated(None, None, None, None, None).items()}
-
-
-def _cli_syntax(message):
-    """A library message with the command line's syntax for hyperparameters.
-
-    ``on_nonfinite='skip'`` becomes ``-H on_nonfinite=skip``, a bare
-    ``learning_rate`` ``--learning-rate``.
-    """
-    declared = set(Optimizer.hyperparameters())
-    for cls in ALGORITHMS.values():
-        declared.update(cls.hyperparameters())
-    options = _dedicated_options()
-
-    def assignment(match):
-        name, value = match.group(1), match.group(3)
-        if name not in declared:
-            return match.group(0)
-        if name in options:
-            return f"{options[name]} {value}"
-        return f"-H {name}={value}"
-
-    message = re.sub(r"\b([a-z][a-z0-9_]*)=(['\"]?)([\w.+-]+)\2", assignment, message)
-    for name, option in options.items():
-        if "_" not in name:
-            continue   # momentum, patience: words in sentences too
-        message = re.sub(rf"(?<![-\w]){name}\b(?!=)", option, message)
-    return message
-
-
-def _format_monitors(monitors):
-    return " ".join(f"{k}={v:.6g}" for k, v in monitors.items())
-
-
-def _jsonable(monitors):
-    return {k: (v if math.isfinite(v) else str(v)) for k, v in monitors.items()}
-
-
-def _dumps(value):
-    """Standard JSON: non-finite numbers (e.g. NaN monitors) as strings."""
-    def fix(x):
-        if isinstance(x, dict):
-            return {k: fix(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [fix(v) for v in x]
-        if isinstance(x, float) and not math.isfinite(x):
-            return str(x)
-        return x
-    return json.dumps(fix(value), allow_nan=False)
 
 
 # ----------------------------------------------------------------------
@@ -345,6 +61,7 @@ def _check_folder(ctx, param, value):
     return value
 
 
+
 def _check_plot(ctx, param, value):
     if value is None:
         return None
@@ -359,6 +76,7 @@ def _check_plot(ctx, param, value):
     return _check_folder(ctx, param, value)
 
 
+
 def _split_hypers(ctx, param, values):
     pairs = []
     for text in values:
@@ -369,6 +87,7 @@ def _split_hypers(ctx, param, values):
                 f"{text!r} is not NAME=VALUE (e.g. -H rms_halflife=7)", ctx=ctx, param=param)
         pairs.append((name, value.strip()))
     return pairs
+
 
 
 class _Choice(click.Choice):
@@ -383,6 +102,7 @@ class _Choice(click.Choice):
             if match is None:
                 raise
             self.fail(f"{err.message.rstrip('.')}; did you mean {match.group(1)!r}?", param, ctx)
+
 
 
 def _split_algos(ctx, param, value):
@@ -402,8 +122,13 @@ def _split_algos(ctx, param, value):
     return names
 
 
+
 _TRUE = ("true", "yes", "on", "1")
+
+
+
 _FALSE = ("false", "no", "off", "0")
+
 
 
 def _parse_value(hyper, text):
@@ -421,6 +146,7 @@ def _parse_value(hyper, text):
     except ValueError:
         raise ValueError(
             f"invalid {hyper.name}: {text!r} (must be {hyper.range_text()})") from None
+
 
 
 def _collect_hypers(algos, options, extra):
@@ -458,53 +184,9 @@ def _collect_hypers(algos, options, extra):
     return checked, source
 
 
-def _usage_error_from(err, source):
-    """A BadParameter for an optimizer's own rejection of the settings."""
-    message = str(err)
-    if "resume" in source and (isinstance(err, CheckpointError) or message.startswith("state ")):
-        # loading the checkpoint failed: the file, not a hyperparameter, is at fault
-        if not isinstance(err, CheckpointError):
-            message = ("the checkpoint does not fit this run (problem and algorithm must be "
-                       f"the same): {message}")
-        return click.BadParameter(message, ctx=click.get_current_context(silent=True),
-                                  param_hint=source["resume"])
-    # the library's messages start "invalid NAME: ..." or name 'NAME'
-    named = re.findall(r"invalid (\w+):|'(\w+)'", message)
-    hints = [source[n] for pair in named for n in pair if n in source]
-    return click.BadParameter(message, ctx=click.get_current_context(silent=True),
-                              param_hint=hints[0] if hints else "hyperparameters")
-
 
 # ----------------------------------------------------------------------
-# running
-
-
-def _train(settings, interrupts, problem, algo, hypers, source, batch_size, max_updates,
-           record_path=False):
-    """problems.train with the progress display, Ctrl-C handling and usage errors.
-
-    Returns the run's History and its :class:`_Progress`. On Ctrl-C the run
-    stops at the end of its iteration and :class:`_Interrupted` carries both
-    out; a Ctrl-C while compiling (or a second one) leaves no history.
-    """
-    display = _Progress(True if settings.progress_bar else False, interrupts)
-    interrupts.defer = True
-    try:
-        history = problems.train(problem, algo, record_path=record_path,
-                                 on_iteration=interrupts.stop_requested,
-                                 batch_size=batch_size, max_updates=max_updates,
-                                 progressbar=display, **hypers)
-    except KeyboardInterrupt:
-        raise _Interrupted(display) from None
-    except (TypeError, ValueError) as err:
-        if display.phase is not None:
-            raise
-        raise _usage_error_from(err, source) from err
-    finally:
-        interrupts.defer = False
-    if interrupts.count or display.reason == "interrupted":
-        raise _Interrupted(display, history)
-    return history, display
+# problems and their settings
 
 
 def _make_problem(name, seed, dims):
@@ -518,10 +200,12 @@ def _make_problem(name, seed, dims):
     return problems.make_problem(name, **options)
 
 
+
 def _settings_used(task, algo, hypers):
     """The hyperparameters of a run that are not the algorithm's defaults:
     those suggested for it on the problem, each replaced by the one given."""
     return dict(task.suggested(algo), **hypers)
+
 
 
 def _loop_settings(task, hypers, batch_size, max_updates):
@@ -532,6 +216,7 @@ def _loop_settings(task, hypers, batch_size, max_updates):
     if max_updates is not None:
         used["max_updates"] = max_updates
     return used
+
 
 
 def _check_nesterov(algo, used, source):
@@ -546,53 +231,6 @@ def _check_nesterov(algo, used, source):
             "with momentum 0 it is plain gradient descent; give --momentum 0.9, say",
             ctx=click.get_current_context(silent=True), param_hint=source["nesterov"])
 
-
-def _summary(history, used, display):
-    result = {
-        "algorithm": history.label,
-        "iterations": len(history.iterations),
-        "updates": len(history.iterations) * history.updates_per_iteration,
-        "settings": used,
-        "stopped": display.reason,
-        "best_iteration": display.best_iteration,
-        "train": _jsonable(history.final_train),
-        "valid": _jsonable(history.final_valid),
-    }
-    return result
-
-
-def _wrapped(text, indent="  "):
-    width = max(shutil.get_terminal_size().columns, 40) - 1
-    return textwrap.fill(text, width, initial_indent=indent,
-                         subsequent_indent=indent + "  ", break_on_hyphens=False)
-
-
-def _settings_line(algo, used):
-    text = " ".join(f"{k}={_default_text(v)}" for k, v in used.items() if v is not None)
-    return _wrapped(f"settings: {text}; the rest: defaults (downhill algorithms {algo})")
-
-
-def _print_result(history, used, display, loop):
-    stopped = progress.REASONS.get(display.reason, display.reason)
-    best = display.best_iteration
-    click.echo(_wrapped(f"{history.label}: {len(history.iterations)} iterations "
-                        f"({len(history.iterations) * history.updates_per_iteration} updates) "
-                        f"in {display.elapsed:.1f} s, {stopped}", indent=""))
-    if best is not None:
-        click.echo(f"  monitors of the best parameters, from iteration {best}:")
-    click.echo(f"  train:      {_format_monitors(history.final_train)}")
-    click.echo(f"  validation: {_format_monitors(history.final_valid)}")
-    click.echo(_settings_line(history.label, dict(loop, **used)))
-
-
-def _checkpoint_line(display):
-    parts = []
-    if display.resumed_from is not None:
-        parts.append(f"resumed from {display.resumed_from[0]} "
-                     f"(iteration {display.resumed_from[1]})")
-    if display.checkpoint is not None:
-        parts.append(f"saved to {display.checkpoint} (iteration {display.iteration})")
-    return f"  checkpoint: {'; '.join(parts)}" if parts else None
 
 
 def _training_options(command):
@@ -633,14 +271,12 @@ def _training_options(command):
     return command
 
 
+
 def _dedicated(learning_rate, momentum, nesterov, patience, validate_every):
-    return {
-        "learning_rate": ("'--learning-rate'", learning_rate),
-        "momentum": ("'--momentum'", momentum),
-        "nesterov": ("'--nesterov'", nesterov),
-        "patience": ("'--patience'", patience),
-        "validate_every": ("'--validate-every'", validate_every),
-    }
+    given = dict(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+                 patience=patience, validate_every=validate_every)
+    return {name: (f"'{option}'", given[name]) for name, option in DEDICATED.items()}
+
 
 
 # ----------------------------------------------------------------------
@@ -663,15 +299,16 @@ def cli(ctx, verbose, quiet, debug):
     follow the command. Ctrl-C stops a run at the end of its iteration,
     keeps its best parameters, prints their results and exits with 130.
     """
-    settings = _Settings(verbose, quiet, debug, sys.stderr.isatty())
+    settings = Settings(verbose, quiet, debug, sys.stderr.isatty())
     ctx.obj = settings
-    _install_logging(ctx, settings)
+    install_logging(ctx, settings)
+
 
 
 @cli.command()
 @click.argument("algo", required=False, metavar="[ALGO]",
                 type=_Choice(sorted(ALGORITHMS), case_sensitive=False))
-@_global_options
+@global_options
 def algorithms(algo):
     """List the algorithms and their hyperparameters.
 
@@ -683,7 +320,7 @@ def algorithms(algo):
     width = max(shutil.get_terminal_size().columns, 60) - 1
 
     def table(hypers):
-        rows = [(h.name, _default_text(h.default), h.range_text(), h.doc) for h in hypers]
+        rows = [(h.name, default_text(h.default), h.range_text(), h.doc) for h in hypers]
         widths = [max(len(r[i]) for r in rows + [("name", "default", "range", "")])
                   for i in range(3)]
         head = ("name", "default", "range", "meaning")
@@ -727,11 +364,6 @@ def algorithms(algo):
         click.echo("")
 
 
-def _default_text(value):
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
-
 
 @cli.command()
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, callback=_check_plot,
@@ -740,7 +372,7 @@ def _default_text(value):
               help="Iterations to run (default 500, as in the README).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.pass_obj
-@_reports_failures
+@reports_failures
 def demo(settings, plot, max_updates, as_json, interrupts):
     """Factorize a matrix with RMSProp: the README's quick start.
 
@@ -755,15 +387,15 @@ def demo(settings, plot, max_updates, as_json, interrupts):
     used = _settings_used(problem, "rmsprop", {})
     loop = _loop_settings(problem, {}, None, max_updates)
     if not as_json:
-        click.echo(_wrapped(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
+        click.echo(wrapped(f"Minimizing mean((y - u @ v)^2) for a {problem.description} "
                             "with RMSProp.", indent=""))
     try:
-        history, display = _train(settings, interrupts, problem, "rmsprop", {}, {}, None,
+        history, display = train(settings, interrupts, problem, "rmsprop", {}, {}, None,
                                   max_updates)
-    except _Interrupted as stop:
-        _report(stop, used, as_json, dict(problem="factorization"), loop)
+    except Interrupted as stop:
+        report_interrupted(stop, used, as_json, dict(problem="factorization"), loop)
         raise
-    _report_history(history, display, used, as_json, dict(problem="factorization", plot=plot),
+    report_history(history, display, used, as_json, dict(problem="factorization", plot=plot),
                     loop)
     if plot:
         from . import plot as plotting
@@ -772,29 +404,6 @@ def demo(settings, plot, max_updates, as_json, interrupts):
         if not as_json:
             click.echo(f"wrote {plot}")
 
-
-def _report_history(history, display, used, as_json, extra, loop):
-    """The results of one run: JSON or text (with ``loop``, the loop's settings)."""
-    if as_json:
-        click.echo(_dumps(dict(_summary(history, used, display), **extra,
-                               checkpoint=display.checkpoint,
-                               resumed_from=display.resumed_from and {
-                                   "path": display.resumed_from[0],
-                                   "iteration": display.resumed_from[1]})))
-        return
-    _print_result(history, used, display, loop)
-    line = _checkpoint_line(display)
-    if line:
-        click.echo(line)
-
-
-def _report(stop, used, as_json, extra, loop):
-    """Print the interrupt message, then the results of the best parameters (if any)."""
-    if stop.history is None:
-        return
-    click.echo(_wrapped(_interrupt_message(stop.display), ""), err=True)
-    stop.reported = True
-    _report_history(stop.history, stop.display, used, as_json, dict(extra, plot=None), loop)
 
 
 @cli.command()
@@ -813,7 +422,7 @@ def _report(stop, used, as_json, extra, loop):
               help="Continue from --checkpoint FILE if it exists (same problem, seed and "
                    "algorithm); --max-updates then counts the further iterations.")
 @click.pass_obj
-@_reports_failures
+@reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
         max_updates, patience, validate_every, seed, hyper, plot, as_json, checkpoint,
         checkpoint_every, resume, interrupts):
@@ -849,12 +458,12 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
     if not as_json:
         click.echo(f"{task.name}: {task.description}")
     try:
-        history, display = _train(settings, interrupts, task, algo, dict(hypers, **saving),
+        history, display = train(settings, interrupts, task, algo, dict(hypers, **saving),
                                   source, batch_size, max_updates)
-    except _Interrupted as stop:
-        _report(stop, used, as_json, extra, loop)
+    except Interrupted as stop:
+        report_interrupted(stop, used, as_json, extra, loop)
         raise
-    _report_history(history, display, used, as_json, dict(extra, plot=plot), loop)
+    report_history(history, display, used, as_json, dict(extra, plot=plot), loop)
     if plot:
         from . import plot as plotting
         plotting.loss_curves(history, plot, title=f"{task.description}: {algo}",
@@ -863,9 +472,11 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
             click.echo(f"wrote {plot}")
 
 
+
 def _plotted(task):
     """The monitors to plot: the loss, and the accuracy of a classifier."""
     return ["loss", "acc"] if task.name == "digits" else ["loss"]
+
 
 
 @cli.command()
@@ -876,7 +487,7 @@ def _plotted(task):
                    + ", ".join(sorted(ALGORITHMS)) + ").")
 @_training_options
 @click.pass_obj
-@_reports_failures
+@reports_failures
 def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, batch_size,
             max_updates, patience, validate_every, seed, hyper, plot, as_json, interrupts):
     """Minimize PROBLEM with several algorithms from the same start.
@@ -903,40 +514,40 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         task = _make_problem(problem, seed, dims)
         used = _settings_used(task, algo, hypers)
         try:
-            history, display = _train(settings, interrupts, task, algo, hypers, source,
+            history, display = train(settings, interrupts, task, algo, hypers, source,
                                       batch_size, max_updates, record_path=paths)
         except FloatingPointError as err:
             if settings.debug:
                 raise
             failures.append(algo)
             results.append({"algorithm": algo, "settings": used,
-                            "error": _cli_syntax(_one_line(err))})
+                            "error": cli_syntax(one_line(err))})
             if not as_json:
-                click.echo(f"{algo}: failed: {_cli_syntax(_one_line(err))}")
+                click.echo(f"{algo}: failed: {cli_syntax(one_line(err))}")
             continue
-        except _Interrupted as stop:
+        except Interrupted as stop:
             interrupted = stop
             if stop.history is None:
                 break
             history, display = stop.history, stop.display
-            click.echo(_wrapped(_interrupt_message(display), ""), err=True)
+            click.echo(wrapped(interrupt_message(display), ""), err=True)
             stop.reported = True
         histories.append(history)
-        results.append(_summary(history, used, display))
+        results.append(summary(history, used, display))
         if not as_json:
-            click.echo(_wrapped(f"{algo}: {len(history.iterations)} iterations in "
+            click.echo(wrapped(f"{algo}: {len(history.iterations)} iterations in "
                                 f"{display.elapsed:.1f} s, "
                                 f"{progress.REASONS.get(display.reason, display.reason)}; "
-                                f"best: train {_format_monitors(history.final_train)}; "
-                                f"validation {_format_monitors(history.final_valid)}",
+                                f"best: train {format_monitors(history.final_train)}; "
+                                f"validation {format_monitors(history.final_valid)}",
                                 indent=""))
         if interrupted is not None:
             break
     if not as_json and results:
-        given = " ".join(f"{k}={_default_text(v)}" for k, v in
+        given = " ".join(f"{k}={default_text(v)}" for k, v in
                          dict(_loop_settings(task, hypers, batch_size, max_updates),
                               **hypers).items())
-        click.echo(_wrapped(f"settings for all: {given}; and each algorithm's suggested ones "
+        click.echo(wrapped(f"settings for all: {given}; and each algorithm's suggested ones "
                             "(--json and the plot's legend list them)", indent=""))
     if plot and histories:
         from . import plot as plotting
@@ -945,7 +556,7 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         if not as_json:
             click.echo(f"wrote {plot}")
     if as_json:
-        click.echo(_dumps({"problem": problem, "seed": seed, "runs": results,
+        click.echo(dumps({"problem": problem, "seed": seed, "runs": results,
                            "interrupted": interrupted is not None,
                            "plot": plot if histories else None}))
     if interrupted is not None:
@@ -953,6 +564,7 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
     if failures:
         raise click.ClickException(
             f"{len(failures)} of {len(algos)} runs failed: {', '.join(failures)}")
+
 
 
 def main(args=None):

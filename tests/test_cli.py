@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import downhill
-from downhill import cli, problems
+from downhill import _cli_results, _cli_session, cli, problems
 from downhill.hyperparams import Hyper
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -307,7 +307,7 @@ def test_verbosity_levels_and_cleanup():
 def test_progress_display_without_a_terminal(monkeypatch):
     # the CLI hands the library's display to the run; without a terminal it
     # writes a line per validation and a summary (the pty tests see it drawn)
-    monkeypatch.setattr(cli._Settings, "progress_bar", property(lambda self: True))
+    monkeypatch.setattr(_cli_session.Settings, "progress_bar", property(lambda self: True))
     result = invoke("-q", "run", "digits", "--max-updates", 2, "--patience", 100)
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
@@ -433,7 +433,7 @@ def test_json_output_is_standard_json():
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
 
-    data = strict(cli._dumps({"loss": float("nan"), "runs": [{"limit": float("inf")}]}))
+    data = strict(_cli_results.dumps({"loss": float("nan"), "runs": [{"limit": float("inf")}]}))
     assert data == {"loss": "nan", "runs": [{"limit": "inf"}]}
 
 
