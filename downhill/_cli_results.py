@@ -59,7 +59,8 @@ def summary(history, used, display):
 def wrapped(text, indent="  "):
     width = max(shutil.get_terminal_size().columns, 40) - 1
     return textwrap.fill(text, width, initial_indent=indent,
-                         subsequent_indent=indent + "  ", break_on_hyphens=False)
+                         subsequent_indent=indent + "  ", break_on_hyphens=False,
+                         break_long_words=False)
 
 
 def default_text(value):

@@ -473,8 +473,10 @@ class _Line:
 
     def __rich_console__(self, console, options):
         from rich.text import Text
-        # one column spare: a line that fills the last column wraps in some terminals
-        width = max(options.max_width - 1, 1)
+        # three columns spare: a line that fills the last column wraps in some
+        # terminals, and the "^C" a terminal echoes must not wrap it either
+        # (the line could not be redrawn in place then)
+        width = max(options.max_width - 3, 1)
         yield Text(self.progress.line(width), no_wrap=True, overflow="ellipsis", end="")
 
 

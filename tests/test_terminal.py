@@ -206,6 +206,8 @@ def test_ctrl_c_stops_the_run_with_one_message_and_exit_130(tmp_path):
     assert int(match.group(1)) >= int(match.group(2)) > 0
     assert match.group(3) == "run.npz" and (tmp_path / "run.npz").exists()
     assert text.count("interrupted at iteration") == 1
+    # the progress line was erased, the terminal's "^C" echo notwithstanding
+    assert not re.search(r"^RMSProp  ", text, re.M), text
     # the results of the best parameters follow, then where the checkpoint is
     assert re.search(r"\n  train: +loss=", text) and re.search(r"\n  validation: +loss=", text)
     assert f"checkpoint: saved to run.npz (iteration {match.group(1)})" in text
