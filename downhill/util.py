@@ -185,13 +185,13 @@ def halflife_to_decay(halflife):
 
 
 def closest_name(name, known):
-    """The known name closest to ``name`` (difflib), or None when none is close."""
-    close = difflib.get_close_matches(name, known, n=1)
+    """The known name ``name`` most likely meant (:func:`close_names`), or None."""
+    close = close_names(name, known, n=1)
     return close[0] if close else None
 
 
 #: Names other libraries use, and the hyperparameter meant (when it exists).
-ALIASES = {"lr": "learning_rate", "eps": "rms_regularizer", "epsilon": "rms_regularizer",
+OTHER_NAMES = {"lr": "learning_rate", "eps": "rms_regularizer", "epsilon": "rms_regularizer",
            "beta1": "beta1_halflife", "beta2": "beta2_halflife", "rho": "rms_halflife",
            "alpha": "rms_halflife", "max_norm": "max_gradient_norm",
            "clipnorm": "max_gradient_norm", "max_iter": "max_updates",
@@ -220,8 +220,8 @@ def close_names(name, known, n=3):
     """
     known = list(known)
     found = []
-    if ALIASES.get(name) in known:
-        found.append(ALIASES[name])
+    if OTHER_NAMES.get(name) in known:
+        found.append(OTHER_NAMES[name])
     lowered = name.lower()
     for other in known:
         parts = other.lower().split("_")

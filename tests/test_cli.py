@@ -210,7 +210,7 @@ def test_nesterov_flag_and_hyper_bool():
     (["compare", "rosenbrock", "--algos", "sgd,rmsprp"], "'--algos'",
      ["did you mean 'rmsprop'?"]),
     (["run", "rosenbrock", "--algo", "adam", "-H", "beta1=0.9"], "'-H'",
-     ["did you mean 'beta1_halflife'?"]),
+     ["did you mean 'beta1_halflife'"]),
     # values that used to pass silently
     (["run", "factorization", "--batch-size", "-5"], "'--batch-size'", ["x>=0"]),
     (["run", "rosenbrock", "--algo", "sgd", "--nesterov", "--momentum", "0"], "'--nesterov'",
