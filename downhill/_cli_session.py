@@ -31,7 +31,7 @@ from .training import iteration_log
 from .util import log
 
 __all__ = ["Settings", "install_logging", "global_options", "one_line", "EXIT_INTERRUPTED",
-           "Interrupts", "RunDisplay", "Interrupted", "reports_failures",
+           "Interrupts", "RunDisplay", "CompileInterrupted", "Interrupted", "reports_failures",
            "DEDICATED", "cli_syntax", "usage_error_from", "train"]
 
 #: Hyperparameters with an option of their own, and the option.
@@ -193,18 +193,27 @@ class RunDisplay(progress.Progress):
 
     @contextlib.contextmanager
     def compiling(self):
-        with super().compiling():
-            self.interrupts.defer = False
-            try:
-                yield
-                self.interrupts.check()
-            finally:
-                self.interrupts.defer = True
+        try:
+            with super().compiling():
+                self.interrupts.defer = False
+                try:
+                    yield
+                    self.interrupts.check()
+                finally:
+                    self.interrupts.defer = True
+        except KeyboardInterrupt:
+            # not a KeyboardInterrupt: the loop would end quietly and the run go
+            # on to its final evaluation; the command stops here instead
+            raise CompileInterrupted() from None
 
     def on_finish(self, run, reason, checkpoint=None):
-        if self.interrupts.count and reason == "closed":
+        if self.interrupts.count and reason in ("closed", "error"):
             reason = "interrupted"   # the command stopped the loop for Ctrl-C
         super().on_finish(run, reason, checkpoint)
+
+
+class CompileInterrupted(Exception):
+    """Ctrl-C while a run compiled: nothing was trained."""
 
 
 class Interrupted(Exception):
@@ -306,7 +315,7 @@ def train(settings, interrupts, problem, algo, hypers, source, batch_size, max_u
                                  on_iteration=interrupts.stop_requested,
                                  batch_size=batch_size, max_updates=max_updates,
                                  progressbar=display, **hypers)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, CompileInterrupted):
         raise Interrupted(display) from None
     except (TypeError, ValueError) as err:
         if display.phase is not None:

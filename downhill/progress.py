@@ -48,6 +48,7 @@ import os
 import sys
 import time
 
+from .interrupts import SIGINT
 from .util import log
 
 __all__ = ["Progress", "display", "REASONS", "REFRESH_PER_SECOND"]
@@ -230,7 +231,7 @@ class Progress:
     # hooks called by the training loop
 
     def on_resume(self, path, run):
-        """A checkpoint was loaded before the run.
+        """A checkpoint was loaded before the run (logged at INFO).
 
         Parameters
         ----------
@@ -240,6 +241,8 @@ class Progress:
             The state loaded.
         """
         self.resumed_from = (os.fspath(path), run.iteration)
+        log.info("%s: resumed from %s (iteration %d, update %d)", self._name(),
+                 self.resumed_from[0], run.iteration, run.updates)
 
     @contextlib.contextmanager
     def compiling(self):
@@ -320,7 +323,8 @@ class Progress:
         self._note(run)
         self.reason = reason
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        self.phase = "done"
+        if self.phase != "compiling":   # a run that ended while compiling stays there
+            self.phase = "done"
         self._ended = time.monotonic()
         log.info("%s", self.summary())
         if self._mode == "lines":
@@ -386,6 +390,12 @@ class Progress:
             spent = time.monotonic() - self._compile_began
             pieces = [(0, f"compiling the {name} step:"), (0, REASONS[self.reason]),
                       (1, f"after {spent:.1f} s")]
+            return _fit(pieces, width, sep=" ")
+        if self.phase == "compiling" and SIGINT.pending:
+            # Ctrl-C is held while compiling (see downhill.interrupts): say so
+            spent = time.monotonic() - self._compile_began
+            pieces = [(0, f"compiling the {name} step:"), (1, "Ctrl-C,"),
+                      (0, "stopping when it ends"), (0, f"{spent:.1f} s")]
             return _fit(pieces, width, sep=" ")
         if self.phase == "compiling":
             spent = time.monotonic() - self._compile_began

@@ -443,7 +443,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                     reason = "patience"
                     break
             if done:
-                reason = "max_updates"
+                reason = "data" if ended else "max_updates"
                 break
             run.fresh_validation = False  # from the first batch on, even if interrupted
             try:

@@ -164,7 +164,7 @@ def test_run_text_says_what_checkpoint_it_wrote_and_resumed_from(tmp_path):
     data = json.loads(second.stdout)
     assert data["resumed_from"] == {"path": str(path), "iteration": 4}
     assert data["checkpoint"] == str(path)
-    assert f"loaded checkpoint {path} (iteration 4)" in second.stderr
+    assert f"RMSProp: resumed from {path} (iteration 4, update 4)" in second.stderr
 
 
 def test_nesterov_flag_and_hyper_bool():

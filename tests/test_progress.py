@@ -13,6 +13,7 @@ import pytest
 
 import downhill
 from downhill import problems, progress
+from downhill.interrupts import SIGINT
 from downhill.runstate import RunState
 from downhill.util import close_names, unknown_name_error
 
@@ -65,6 +66,12 @@ def test_compile_phase_line():
         assert line.endswith(" s")
         assert shown.line(40).endswith(" s") and "slow" not in shown.line(40)
         assert len(shown.line(20)) == 20 and shown.line(20).endswith("\u2026")
+        # a Ctrl-C the library holds until the compilation ends: the line says so
+        SIGINT.pending = True
+        try:
+            assert "compiling the Adam step: Ctrl-C, stopping when it ends" in shown.line(80)
+        finally:
+            SIGINT.pending = False
     with pytest.raises(KeyboardInterrupt):
         with shown.compiling():
             raise KeyboardInterrupt
