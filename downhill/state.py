@@ -190,12 +190,21 @@ def _load_state_dict(opt, state, datasets):
         raise ValueError(
             f"state is from algorithm {algo!r}, but this optimizer is {type(opt).__name__}")
     hypers = _table(state, "hyperparameters")
+    declared = opt.hyperparameters()
+    # a schedule may end at its open lower bound (a learning rate decayed to 0),
+    # and the state holds the schedule's latest value
+    ended = {name: float(value) for name, value in hypers.items()
+             if name in declared and declared[name].schedulable and declared[name].low_open
+             and isinstance(value, (int, float)) and not isinstance(value, bool)
+             and value == declared[name].low}
     try:  # strict: a saved state names only this algorithm's hyperparameters
-        hypers = validation.check_hypers(opt._settings.declared, hypers, type(opt).__name__)
+        hypers = validation.check_hypers(
+            opt._settings.declared, {k: v for k, v in hypers.items() if k not in ended},
+            type(opt).__name__)
     except (TypeError, ValueError) as error:
         raise ValueError(f"state field hyperparameters does not fit: {error}") from None
+    hypers.update(ended)
     # a schedule given to the constructor stays: the state holds only its latest value
-    declared = opt.hyperparameters()
     hypers = {name: value for name, value in hypers.items()
               if not (declared[name].schedulable and callable(opt._defaults.get(name)))}
     params = dict(zip(opt._keys, opt._params))

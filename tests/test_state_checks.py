@@ -251,3 +251,19 @@ def test_a_round_trip_keeps_every_value_whatever_the_names(tmp_path, names):
     opt.load(path)
     for p, value in zip(params, values):
         np.testing.assert_array_equal(p.get_value(), value, err_msg=p.name)
+
+
+def test_a_schedule_that_ends_at_zero_leaves_a_loadable_checkpoint(tmp_path):
+    import pytensor
+    from downhill.schedules import CosineWithWarmup
+    w = pytensor.shared(np.array([1.0, -2.0]), name="w")
+    loss = ((w - 3) ** 2).sum()
+    path = tmp_path / "run.npz"
+    opt = downhill.build("sgd", loss)
+    opt.minimize(None, learning_rate=CosineWithWarmup(peak=0.01, warmup=2, total=10),
+                 max_updates=10, patience=100, checkpoint=path)
+    fresh = downhill.build("sgd", loss)
+    fresh.load(path)
+    np.testing.assert_array_equal(fresh.params[0].get_value(), w.get_value())
+    with pytest.raises(ValueError, match="invalid learning_rate"):
+        fresh.minimize(None, learning_rate=0.0)  # a number of 0 is still refused
