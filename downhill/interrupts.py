@@ -106,6 +106,28 @@ class Sigint:
             raise
         self.release()
 
+    def call_unheld(self, fn, *args):
+        """Call the caller's code ``fn(*args)``: a Ctrl-C during it raises at once.
+
+        Parameters
+        ----------
+        fn : callable
+            The function.
+        *args
+            Its arguments.
+
+        Returns
+        -------
+        object
+            What ``fn`` returns.
+        """
+        self._unheld += 1
+        try:
+            self.check()
+            return fn(*args)
+        finally:
+            self._unheld -= 1
+
     @contextlib.contextmanager
     def unheld(self):
         """Run the caller's code: a Ctrl-C during it raises at once."""

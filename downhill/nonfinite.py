@@ -115,7 +115,13 @@ def first_nonfinite(variables):
         value = var.get_value(borrow=True)
         if getattr(getattr(value, "dtype", None), "kind", None) not in ("f", "c"):
             continue
-        # numpy, or the array's own library (a JAX array stays on its device)
+        if isinstance(value, np.ndarray):
+            # a sum is non-finite whenever an element is (and sometimes when none
+            # is, by overflow): one cheap reduction, then the exact test if needed
+            if np.isfinite(value.sum()) or np.isfinite(value).all():
+                continue
+            return name
+        # the array's own library (a JAX array stays on its device)
         namespace = getattr(value, "__array_namespace__", None)
         xp = namespace() if namespace is not None else np
         if not bool(xp.all(xp.isfinite(value))):

@@ -74,6 +74,7 @@ def as_dataset(opt, data, name, batch_size=32, ordered=False):
                 f"no {name} data given, but the loss has inputs "
                 f"{[v.name for v in opt._inputs]}; pass {name}=[arrays...]")
         dataset = Dataset(lambda: [], name=name, iteration_size=1)
+        dataset.internal = True  # our own batches: no caller's code runs in them
     else:
         try:
             dataset = Dataset(data, name=name, batch_size=batch_size)
@@ -100,12 +101,11 @@ def _unheld(batches):
     """Batches from a callable or an iterable: the caller's code, where a Ctrl-C
     raises at once."""
     iterator = iter(batches)
+    end = object()
     while True:
-        with SIGINT.unheld():
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
+        batch = SIGINT.call_unheld(next, iterator, end)
+        if batch is end:
+            return
         yield batch
 
 
@@ -167,7 +167,8 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         batches = opt._functions.graph_batches(dataset)
     else:
         fn.trust_input = getattr(dataset, "trusted", False)
-        external = getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
+        external = (getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
+                    and not getattr(dataset, "internal", False))
         source = _unheld(dataset) if external else dataset  # the caller's code
         convert = dataset.as_arguments
         batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, source))
@@ -378,10 +379,14 @@ def _validate(opt, dataset, settings, display):
     return monitors
 
 
-def _finite_or_raise(opt):
+def _watched(opt):
+    """The parameters and state variables of the current graph, by name."""
+    return dict(zip(opt._keys, opt._params), **opt._used_state())
+
+
+def _finite_or_raise(opt, watched=None):
     """Raise _NonFinite if a parameter or state variable is not finite."""
-    bad = nonfinite.first_nonfinite(
-        dict(zip(opt._keys, opt._params), **opt._used_state()))
+    bad = nonfinite.first_nonfinite(_watched(opt) if watched is None else watched)
     if bad is not None:
         raise _NonFinite(
             f"{bad!r} is not finite after update {opt._run.updates} (iteration "
@@ -423,6 +428,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
             step, names, guarded = _compile(opt, train, valid)
             SIGINT.check()  # a Ctrl-C during the compilation ends the call here
         display.on_start(run, max_updates)
+        watched = _watched(opt)  # what the finiteness check reads, once per run
         if run.fails > settings["patience"]:
             log.warning(
                 "the run already ended: patience elapsed after %d validations without "
@@ -461,17 +467,16 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                     "(max_gradient_norm=1.0, say) or on_nonfinite='skip'.")
             run.end_iteration()
             count += 1
-            _finite_or_raise(opt)
+            _finite_or_raise(opt, watched)
             _log(label, run.iteration, training, logger=iteration_log)
             display.on_iteration(run, training)
             if every and count % every == 0:
                 state.save(opt, checkpoint, datasets=datasets)
             SIGINT.check()
-            held = False
-            SIGINT.release()
-            yield training, dict(run.last_validation)
-            SIGINT.hold()
-            held = True
+            # the caller's loop body runs unheld: a Ctrl-C there raises at once (the
+            # handler stays installed, which costs less than swapping it per iteration)
+            with SIGINT.unheld():
+                yield training, dict(run.last_validation)
     except KeyboardInterrupt:
         reason = "interrupted"
         opt._run.interrupted = True
