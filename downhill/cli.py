@@ -164,6 +164,17 @@ def _check_plot(ctx, param, value):
     return _check_folder(ctx, param, value)
 
 
+def _check_devices(ctx, param, value):
+    if value is None:
+        return None
+    from .jaxmode import check_devices
+    try:
+        check_devices(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from None
+    return value
+
+
 def _split_hypers(ctx, param, values):
     pairs = []
     for text in values:
@@ -274,7 +285,7 @@ PROGRESS_DELAY = 0.5
 
 
 def _train(settings, problem, algo, hypers, source, batch_size, max_updates,
-           record_path=False, label=None):
+           record_path=False, label=None, devices=None):
     """problems.train with a progress bar and usage errors for bad settings.
 
     The bar (on a terminal, when per-iteration log lines are off) appears
@@ -305,7 +316,9 @@ def _train(settings, problem, algo, hypers, source, batch_size, max_updates,
     try:
         return problems.train(problem, algo, record_path=record_path,
                               on_batch=on_batch, on_iteration=on_iteration,
-                              batch_size=batch_size, max_updates=max_updates, **hypers)
+                              batch_size=batch_size, max_updates=max_updates,
+                              mode=None if devices is None else "JAX", devices=devices,
+                              **hypers)
     except (TypeError, ValueError) as err:
         if started:
             raise
@@ -380,6 +393,12 @@ def _training_options(command):
                      help="Iterations between validations. Default: the problem's."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the problem's data and starting point."),
+        click.option("--devices", type=click.IntRange(min=1), default=None, metavar="N",
+                     callback=_check_devices,
+                     help="Train with the JAX backend (needs jax: pip install "
+                          "'downhill[jax]'), each batch sharded over N devices. On a "
+                          "CPU, N > 1 needs XLA_FLAGS=--xla_force_host_platform_device_"
+                          "count=N in the environment."),
         click.option("-H", "--hyper", "hyper", multiple=True, callback=_split_hypers,
                      metavar="NAME=VALUE",
                      help="Any hyperparameter of the algorithm, e.g. -H rms_halflife=7 "
@@ -531,7 +550,7 @@ def demo(settings, plot, max_updates, as_json):
 @click.pass_obj
 @_reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
-        max_updates, patience, validate_every, seed, hyper, plot, as_json, checkpoint,
+        max_updates, patience, validate_every, seed, devices, hyper, plot, as_json, checkpoint,
         checkpoint_every, resume):
     """Minimize an example PROBLEM with one algorithm.
 
@@ -558,7 +577,7 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         if resume:
             source.update(resume="'--resume'")
     history = _train(settings, task, algo, dict(hypers, **saving), source, batch_size,
-                     max_updates)
+                     max_updates, devices=devices)
     if as_json:
         click.echo(_dumps(dict(_summary(history), problem=task.name, seed=seed,
                                    hyperparameters=hypers, plot=plot)))
@@ -588,7 +607,7 @@ def _plotted(task):
 @click.pass_obj
 @_reports_failures
 def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, batch_size,
-            max_updates, patience, validate_every, seed, hyper, plot, as_json):
+            max_updates, patience, validate_every, seed, devices, hyper, plot, as_json):
     """Minimize PROBLEM with several algorithms from the same start.
 
     Every algorithm gets the same seed, and the hyperparameters suggested
@@ -608,7 +627,7 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         task = _make_problem(problem, seed, dims)
         try:
             history = _train(settings, task, algo, hypers, source, batch_size, max_updates,
-                             record_path=paths)
+                             record_path=paths, devices=devices)
         except FloatingPointError as err:
             if settings.debug:
                 raise

@@ -170,8 +170,10 @@ class Functions:
     def in_graph(self, fn):
         """``fn``'s twin that slices its batch out of shared data in the graph.
 
-        Its only input is the batch number; the data, the batch size and the
-        slicing stay inside the compiled function.
+        Its only input is the batch number (in JAX mode: the batch's sample
+        positions, since JAX slices only by static sizes and the last batch
+        of a pass can be shorter); the data, the batch size and the slicing
+        stay inside the compiled function.
 
         Parameters
         ----------
@@ -186,10 +188,15 @@ class Functions:
         if id(fn) not in self._twins:
             _, outputs, updates, name = self._recipes[id(fn)]
             buffers, size = self.data_variables()
-            number = pt.scalar("batch", dtype="int64")
-            start = number * size
-            givens = [(var, buffer[start:start + size])
-                      for var, buffer in zip(self._opt._inputs, buffers)]
+            if isinstance(fn.maker.linker, jaxmode.Linker):
+                number = pt.vector("positions", dtype="int64")
+                givens = [(var, buffer[number])
+                          for var, buffer in zip(self._opt._inputs, buffers)]
+            else:
+                number = pt.scalar("batch", dtype="int64")
+                start = number * size
+                givens = [(var, buffer[start:start + size])
+                          for var, buffer in zip(self._opt._inputs, buffers)]
             log.info("compiling %s %s function with in-graph batches",
                      type(self._opt).__name__, name)
             twin = self._compile([number], outputs, updates, f"{name}_in_graph",
@@ -261,27 +268,30 @@ class Functions:
             self._runtime.pull()
 
     def graph_batches(self, dataset, put=None):
-        """Batches of a shared-variable dataset as batch numbers for :meth:`in_graph`.
+        """Batches of a shared-variable dataset for the twins of :meth:`in_graph`.
 
         Parameters
         ----------
         dataset : Dataset
             A dataset whose ``in_graph`` is true.
         put : callable, optional
-            ``put(storage, array)`` stores a buffer in a shared variable's
-            storage (JAX mode: on the device); default ``set_value``. It is
-            called again after every reshuffle.
+            JAX mode: ``put(storage, array)`` stores a buffer in a shared
+            variable's storage on the device, again after every reshuffle,
+            and the batches are given as sample positions. Default: the
+            buffers are set with ``set_value`` and the batches given as
+            batch numbers.
 
         Yields
         ------
         batch : tuple
-            ``(number,)``, the arguments of the twin.
+            ``(number,)`` or ``(positions,)``, the arguments of the twin.
         weight : int
             The batch's number of samples.
         """
         buffers, size = self.data_variables()
         size.set_value(np.int64(dataset.batch_size))
         current = None
+        positions = {}
         for number, weight, arrays in dataset.batch_numbers():
             # a pass reshuffles into the same arrays: a device copy must follow
             now = (arrays, getattr(dataset, "_perm", None) if put is not None else None)
@@ -292,4 +302,11 @@ class Functions:
                     else:
                         put(shared.container.storage, array)
                 current = now
-            yield (number,), weight
+            if put is None:
+                yield (number,), weight
+                continue
+            key = (int(number), weight)
+            if key not in positions:
+                start = key[0] * dataset.batch_size
+                positions[key] = np.arange(start, start + weight, dtype=np.int64)
+            yield (positions[key],), weight

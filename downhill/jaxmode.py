@@ -344,10 +344,23 @@ class Runtime:
         """Whether batches are split over more than one device."""
         return self.devices is not None and len(self.devices) > 1
 
-    def _put(self, value, sharding=None):
+    def _put(self, value, sharding=None, private=False):
+        """``value`` on the device(s): replicated, or with ``sharding``.
+
+        The transfer is asynchronous, and on the CPU a device array may
+        alias the numpy array it came from: a host array that its owner
+        will overwrite (a dataset's buffer, reshuffled in place on the next
+        pass, possibly while devices still read the last batch) is copied
+        first unless ``private``; the device array never aliases host memory
+        (a donated parameter's buffer is written by XLA).
+        """
         import jax
+        if isinstance(value, np.ndarray) and not private:
+            value = np.array(value)
         sharding = sharding or self._replicated
-        return jax.device_put(value) if sharding is None else jax.device_put(value, sharding)
+        if sharding is None:
+            return jax.device_put(value, may_alias=False)
+        return jax.device_put(value, sharding, may_alias=False)
 
     def place_batch(self, batch, axis=0):
         """One batch's arrays on the device(s), sharded along ``axis``.
@@ -421,7 +434,7 @@ class Runtime:
             if isinstance(value, jax.Array) and (
                     self._replicated is None or value.sharding == self._replicated):
                 continue
-            placed = self._put(value)
+            placed = self._put(value, private=True)  # nobody writes a shared value in place
             # an array of the host is given back as it was if no step changes it
             original = None if isinstance(value, jax.Array) else value
             self._placed[id(storage)] = (storage, original, placed)

@@ -526,7 +526,7 @@ def _dataset(data, name, batch_size, cls=Dataset):
 
 
 def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batch=None,
-          batch_size=None, max_updates=None, **hyperparameters):
+          batch_size=None, max_updates=None, mode=None, devices=None, **hyperparameters):
     """Optimize a problem with an algorithm and record its history.
 
     Parameters
@@ -543,6 +543,11 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
         Called without arguments after every training batch (progress bars).
     batch_size, max_updates : int, optional
         Default: the problem's suggested settings.
+    mode : str, optional
+        PyTensor compile mode (e.g. ``"JAX"``); default PyTensor's.
+    devices : int, optional
+        JAX mode: shard batches over this many devices (see
+        :meth:`downhill.Optimizer.iterate`).
     **hyperparameters
         Passed to ``iterate``. Each overrides the same name in the problem's
         ``validate_every`` setting and in the hyperparameters suggested for
@@ -571,16 +576,18 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     step = dict(problem.suggested(algo), **hyperparameters)
     settings.update(step)
 
-    opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors)
+    opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors,
+                mode=mode)
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)
     history = History(algo, train_set.iteration_size, hyperparameters=step)
-    loop = opt.iterate(train_set, valid_set, max_updates=max_updates, **settings)
+    loop = opt.iterate(train_set, valid_set, max_updates=max_updates, devices=devices,
+                       **settings)
     every = settings.get("validate_every", opt.hyperparameters()["validate_every"].default)
     watched = problem.params[0]
     if record_path:
-        history.path.append(watched.get_value().copy())
+        history.path.append(np.array(watched.get_value()))
     for i, (tr, va) in enumerate(loop):
         # the validation yielded with iteration i + 1 was made before it
         if i % every == 0:
@@ -589,7 +596,7 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
         history.iterations.append(i + 1)
         history.train.append(tr)
         if record_path:
-            history.path.append(watched.get_value().copy())
+            history.path.append(np.array(watched.get_value()))
         if on_iteration is not None:
             on_iteration(history)
     # the loop validates once more when it ends by max_updates or patience
