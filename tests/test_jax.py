@@ -325,3 +325,29 @@ def test_without_jax_devices_says_what_to_install():
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "needs jax: pip install 'downhill[jax]'" in out.stdout
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", pytest.param("JAX", marks=needs_jax)])
+def test_out_of_core_data_as_the_scaling_page_shows(tmp_path, mode):
+    # a callable reading windows of a memory-mapped array, and a memory-mapped
+    # validation set read in order, without a shuffled copy
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(512, 3)).astype("float32")
+    Y = (X @ np.array([1.0, -2.0, 0.5], "float32")).astype("float32")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Y.npy", Y)
+    Xm, Ym = np.load(tmp_path / "X.npy", mmap_mode="r"), np.load(tmp_path / "Y.npy", mmap_mode="r")
+    windows = np.random.default_rng(1)
+
+    def batch(size=32):
+        start = windows.integers(len(Xm) - size)
+        return [Xm[start:start + size], Ym[start:start + size]]
+
+    valid = downhill.Dataset([Xm, Ym], batch_size=128).in_order()
+    assert all(isinstance(b[0], np.memmap) for b in valid)  # slices, not copies
+    w = pytensor.shared(np.zeros(3, "float32"), name="w")
+    x, y = pt.matrix("x", dtype="float32"), pt.vector("y", dtype="float32")
+    opt = downhill.build("adam", ((x @ w - y) ** 2).mean(), mode=mode)
+    _, monitors = opt.minimize(downhill.Dataset(batch, iteration_size=20), valid,
+                               learning_rate=0.05, max_updates=10, patience=100)
+    assert monitors["loss"] < 0.05
