@@ -2,8 +2,9 @@
 state, values kept on the device, and data parallel runs over 4 CPU devices
 (tests/conftest.py sets XLA_FLAGS before jax is imported).
 
-Warnings are errors here: a JAX-mode run must not warn about anything but
-the user's own graph.
+UserWarnings (PyTensor's JAX linker's kind) are errors here, and every
+warning in the README problem's JAX run: a JAX-mode run must not warn
+about anything but the user's own graph.
 """
 
 import json
@@ -26,7 +27,9 @@ except ImportError:
 
 needs_jax = pytest.mark.skipif(jax is None, reason="jax is not installed (pip install "
                                                    "'downhill[jax]')")
-pytestmark = pytest.mark.filterwarnings("error")
+# PyTensor's JAX linker warns with UserWarning; Numba's performance hints
+# about the user's graph (NumbaPerformanceWarning) may come with a cold cache
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -60,6 +63,16 @@ def state_values(opt):
 
 # ----------------------------------------------------------------------
 # every algorithm, against Numba
+
+@needs_jax
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("algo", sorted(downhill.ALGORITHMS))
+def test_readme_problem_in_jax_mode_warns_nothing(algo):
+    loss, data, params, monitors = readme_problem()
+    opt = downhill.build(algo, loss, mode="JAX", monitors=monitors)
+    train, valid = opt.minimize(data, batch_size=0, learning_rate=0.01, max_updates=5)
+    assert np.isfinite(train["loss"])
+
 
 @needs_jax
 @pytest.mark.parametrize("algo", sorted(set(downhill.ALGORITHMS) - {"esgd"}))
