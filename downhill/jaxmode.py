@@ -302,7 +302,8 @@ class _Rng:
 class Runtime:
     """Device placement of one optimizer's JAX functions.
 
-    Made by :class:`downhill.compiled.Functions` on first use of JAX mode.
+    Made by the optimizer's compiled functions (``downhill.compiled.Functions``)
+    on first use of JAX mode.
     """
 
     def __init__(self):
