@@ -66,7 +66,7 @@ def downhill_worker(sizes, repeat, device):
             jax.block_until_ready(p.get_value(borrow=True))
         for _ in range(3):
             step()
-        after3 = np.asarray(p.get_value(borrow=True))[:1000]
+        after3 = np.array(p.get_value(borrow=True))[:1000]  # a copy: the next step reuses the buffer
         out["kernel"][str(n)] = {"samples": _samples(step, sync, repeat), "after3": after3}
         opt._functions.release()
     for batch in sizes["mlp_batch"]:
@@ -99,7 +99,7 @@ def torch_worker(sizes, repeat, device):
                                   centered=True, foreach=True)
         for _ in range(3):
             opt.step()
-        after3 = p.detach().cpu().numpy()[:1000]
+        after3 = p.detach().cpu().numpy()[:1000].copy()  # the next step writes in place
         out["kernel"][str(n)] = {"samples": _samples(opt.step, sync, repeat), "after3": after3}
     for batch in sizes["mlp_batch"]:
         (X, _, labels), _ = common.mlp_data(4, batch_size=batch)
