@@ -134,6 +134,11 @@ class Linker(JAXLinker):
       function is made);
     - silences the linker's two warnings that are not about the user's
       graph (see the module's docstring).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for ``JAXLinker`` (PyTensor passes ``allow_gc``).
     """
 
     def __init__(self, *args, **kwargs):
@@ -143,6 +148,28 @@ class Linker(JAXLinker):
     required_rewrites = JAXLinker.required_rewrites + (_TAG,)
 
     def fgraph_convert(self, fgraph, input_storage, storage_map, **kwargs):
+        """Convert the graph to a Python function of JAX operations.
+
+        ``JAXLinker.fgraph_convert``, with the shared tensors' storage empty
+        while it runs (so none is baked into the function), its two
+        warnings silenced, and ``rngs`` recorded afterwards.
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+            The graph, already rewritten.
+        input_storage : list of list
+            The storage of the graph's inputs, in order.
+        storage_map : dict
+            Storage of every variable.
+        **kwargs
+            As for ``JAXLinker.fgraph_convert``.
+
+        Returns
+        -------
+        callable
+            The converted function.
+        """
         shared_rngs = [(i, inp) for i, inp in enumerate(fgraph.inputs)
                        if isinstance(inp, SharedVariable) and isinstance(inp.type, RandomType)]
         held = [(storage_map[inp], storage_map[inp][0]) for inp in fgraph.inputs
@@ -163,6 +190,19 @@ class Linker(JAXLinker):
         return converted
 
     def jit_compile(self, fn):
+        """``jax.jit`` of ``fn``, donating the buffers of the updated inputs.
+
+        Parameters
+        ----------
+        fn : callable
+            The converted graph, from :meth:`fgraph_convert`.
+
+        Returns
+        -------
+        callable
+            The jitted function; scalar shape inputs are static arguments,
+            as in ``JAXLinker.jit_compile``.
+        """
         import jax
 
         fgraph = self.fgraph
