@@ -357,7 +357,7 @@ def test_out_of_core_data_as_the_scaling_page_shows(tmp_path, mode):
         return [Xm[start:start + size], Ym[start:start + size]]
 
     valid = downhill.Dataset([Xm, Ym], batch_size=128).in_order()
-    assert all(isinstance(b[0], np.memmap) for b in valid)  # slices, not copies
+    assert all(np.shares_memory(b[0], Xm) for b in valid)  # views of the mapping, not copies
     w = pytensor.shared(np.zeros(3, "float32"), name="w")
     x, y = pt.matrix("x", dtype="float32"), pt.vector("y", dtype="float32")
     opt = downhill.build("adam", ((x @ w - y) ** 2).mean(), mode=mode)
