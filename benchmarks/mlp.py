@@ -1,32 +1,12 @@
-"""The MLP of the end-to-end and start-up benchmarks (numpy, PyTensor, downhill only)."""
+"""The MLP of the end-to-end and start-up benchmarks in downhill (its data and
+weights come from common.py, which torch_peer.py shares)."""
 
-import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
 import downhill
 
-MLP_SIZES = (784, 256, 256, 10)
-
-
-def mlp_data(batches, batch_size=128, seed=0):
-    """Seeded synthetic data of MNIST's shape with learnable labels."""
-    rng = np.random.default_rng(seed)
-    n = batches * batch_size
-    X = np.clip(rng.normal(0.3, 0.3, size=(n + 1024, 784)), 0, 1).astype("float32")
-    teacher = rng.normal(size=(784, 10)).astype("float32")
-    labels = np.argmax((X - 0.3) @ teacher, axis=1)
-    Y = np.eye(10, dtype="float32")[labels]
-    return (X[:n], Y[:n], labels[:n]), (X[n:], Y[n:], labels[n:])
-
-
-def mlp_weights(seed=1):
-    rng = np.random.default_rng(seed)
-    weights = []
-    for a, b in zip(MLP_SIZES[:-1], MLP_SIZES[1:]):
-        weights.append((rng.normal(size=(a, b)) / np.sqrt(a)).astype("float32"))
-        weights.append(np.zeros(b, "float32"))
-    return weights
+from common import MLP_SIZES, mlp_data, mlp_weights  # noqa: F401 (numpy only: shared with torch)
 
 
 def downhill_mlp(weights, mode=None, tanh=pt.tanh):

@@ -233,6 +233,17 @@ def _check_nesterov(algo, used, source):
 
 
 
+def _check_devices(ctx, param, value):
+    if value is None:
+        return None
+    from .jaxmode import check_devices
+    try:
+        check_devices(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from None
+    return value
+
+
 def _training_options(command):
     """Options shared by ``run`` and ``compare``."""
     options = [
@@ -256,6 +267,12 @@ def _training_options(command):
                      help="Iterations between validations. Default: the problem's."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the problem's data and starting point."),
+        click.option("--devices", type=click.IntRange(min=1), default=None, metavar="N",
+                     callback=_check_devices,
+                     help="Train with the JAX backend (needs jax: pip install "
+                          "'downhill[jax]'), each batch sharded over N devices. On a "
+                          "CPU, N > 1 needs XLA_FLAGS=--xla_force_host_platform_device_"
+                          "count=N in the environment."),
         click.option("-H", "--hyper", "hyper", multiple=True, callback=_split_hypers,
                      metavar="NAME=VALUE",
                      help="Any hyperparameter of the algorithm, e.g. -H rms_halflife=7 "
@@ -424,7 +441,7 @@ def demo(settings, plot, max_updates, as_json, interrupts):
 @click.pass_obj
 @reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
-        max_updates, patience, validate_every, seed, hyper, plot, as_json, checkpoint,
+        max_updates, patience, validate_every, seed, devices, hyper, plot, as_json, checkpoint,
         checkpoint_every, resume, interrupts):
     """Minimize an example PROBLEM with one algorithm.
 
@@ -459,7 +476,7 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         click.echo(f"{task.name}: {task.description}")
     try:
         history, display = train(settings, interrupts, task, algo, dict(hypers, **saving),
-                                  source, batch_size, max_updates)
+                                  source, batch_size, max_updates, devices=devices)
     except Interrupted as stop:
         report_interrupted(stop, used, as_json, extra, loop)
         raise
@@ -489,7 +506,7 @@ def _plotted(task):
 @click.pass_obj
 @reports_failures
 def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, batch_size,
-            max_updates, patience, validate_every, seed, hyper, plot, as_json, interrupts):
+            max_updates, patience, validate_every, seed, devices, hyper, plot, as_json, interrupts):
     """Minimize PROBLEM with several algorithms from the same start.
 
     Every algorithm gets the same seed, and the hyperparameters suggested
@@ -515,7 +532,8 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
         used = _settings_used(task, algo, hypers)
         try:
             history, display = train(settings, interrupts, task, algo, hypers, source,
-                                      batch_size, max_updates, record_path=paths)
+                                      batch_size, max_updates, record_path=paths,
+                                      devices=devices)
         except FloatingPointError as err:
             if settings.debug:
                 raise

@@ -5,14 +5,19 @@ function of one optimizer and keeps them, one per graph structure (which
 features are on) and compile mode, so a new learning rate or a second
 ``iterate()`` compiles nothing. For data held in PyTensor shared variables
 it also compiles each function's in-graph twin, which slices its batch out
-of the shared data inside the compiled function. :func:`jit_now` makes the
-Numba backend's machine code at once rather than at a function's first call.
+of the shared data inside the compiled function. :meth:`Functions.feed`
+hands the training loop the function to call and its batches for one pass:
+as the dataset gives them, as batch numbers for an in-graph twin, or, in
+JAX mode, placed on the device(s) by the :class:`~downhill.jaxmode.Runtime`.
+:func:`jit_now` makes the Numba backend's machine code at once rather than
+at a function's first call.
 """
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from . import jaxmode
 from .util import compile_function, log
 
 __all__ = ["Functions", "jit_now"]
@@ -35,6 +40,70 @@ class Functions:
         self._recipes = {}  # id(fn) -> (fn, outputs, updates, name)
         self._twins = {}    # id(fn) -> (fn, in-graph twin)
         self._data = None   # (shared buffers, shared batch size)
+        self._runtime = None  # jaxmode.Runtime, made on first use of JAX mode
+
+    def _compile(self, inputs, outputs, updates, name, **kwargs):
+        mode = self._opt._mode
+        jax = jaxmode.is_jax(mode)
+        fn = compile_function(inputs, outputs, updates=updates, name=name,
+                              mode=jaxmode.compile_mode(mode) if jax else mode, **kwargs)
+        if jax:
+            fn.trust_input = True  # feed() checks and places the batches itself
+        return fn
+
+    @property
+    def runtime(self):
+        """The :class:`~downhill.jaxmode.Runtime` of JAX mode, made on first use."""
+        if self._runtime is None:
+            self._runtime = jaxmode.Runtime()
+        return self._runtime
+
+    @staticmethod
+    def check_devices(devices, mode):
+        """Check a ``devices`` argument against the mode it will run in.
+
+        Parameters
+        ----------
+        devices : int, list of jax Device or None
+            See :meth:`downhill.Optimizer.iterate`.
+        mode : str, pytensor Mode or None
+            The compile mode of the run.
+
+        Returns
+        -------
+        list of jax Device or None
+            The devices, or None to keep the current choice.
+
+        Raises
+        ------
+        ValueError
+            If devices are given but the mode is not JAX, or they are not
+            valid (see :func:`downhill.jaxmode.check_devices`).
+        """
+        if devices is None:
+            return None
+        if not jaxmode.is_jax(mode):
+            raise ValueError(
+                f"devices={devices!r} needs mode='JAX' (the mode is {mode!r}); "
+                "pass mode='JAX' too")
+        return jaxmode.check_devices(devices)
+
+    def use_devices(self, devices):
+        """Shard batches over ``devices`` (from :meth:`check_devices`) from now on.
+
+        Parameters
+        ----------
+        devices : list of jax Device or None
+            None keeps the current choice.
+        """
+        if devices is not None:
+            self.runtime.use_devices(devices)
+
+    def release(self):
+        """After a run in JAX mode: parameters, state and generators back on
+        the host (numpy arrays); nothing to do in other modes."""
+        if self._runtime is not None:
+            self._runtime.release()
 
     def step(self):
         """The step function for the optimizer's current structure and mode.
@@ -70,8 +139,7 @@ class Functions:
                 outputs.append(finite)
             label = type(opt).__name__
             log.info("compiling %s step function", label)
-            fn = compile_function(opt._inputs, outputs, updates=updates,
-                                   name=f"{label}_step", mode=opt._mode)
+            fn = self._compile(opt._inputs, outputs, updates, f"{label}_step")
             self._recipes[id(fn)] = (fn, outputs, updates, f"{label}_step")
             self._steps[key] = fn, names, guarded
         return self._steps[key]
@@ -82,8 +150,7 @@ class Functions:
         if opt._mode not in self._evals:
             outputs = [opt._loss] + opt._monitor_exprs
             log.info("compiling %s evaluation function", type(opt).__name__)
-            fn = compile_function(opt._inputs, outputs, updates=opt._user_updates,
-                                   name="evaluate", mode=opt._mode)
+            fn = self._compile(opt._inputs, outputs, opt._user_updates, "evaluate")
             self._recipes[id(fn)] = (fn, outputs, opt._user_updates, "evaluate")
             self._evals[opt._mode] = fn
         return self._evals[opt._mode]
@@ -105,8 +172,10 @@ class Functions:
     def in_graph(self, fn):
         """``fn``'s twin that slices its batch out of shared data in the graph.
 
-        Its only input is the batch number; the data, the batch size and the
-        slicing stay inside the compiled function.
+        Its only input is the batch number (in JAX mode: the batch's sample
+        positions, since JAX slices only by static sizes and the last batch
+        of a pass can be shorter); the data, the batch size and the slicing
+        stay inside the compiled function.
 
         Parameters
         ----------
@@ -121,42 +190,128 @@ class Functions:
         if id(fn) not in self._twins:
             _, outputs, updates, name = self._recipes[id(fn)]
             buffers, size = self.data_variables()
-            number = pt.scalar("batch", dtype="int64")
-            start = number * size
-            givens = [(var, buffer[start:start + size])
-                      for var, buffer in zip(self._opt._inputs, buffers)]
+            if isinstance(fn.maker.linker, jaxmode.Linker):
+                number = pt.vector("positions", dtype="int64")
+                givens = [(var, buffer[number])
+                          for var, buffer in zip(self._opt._inputs, buffers)]
+            else:
+                number = pt.scalar("batch", dtype="int64")
+                start = number * size
+                givens = [(var, buffer[start:start + size])
+                          for var, buffer in zip(self._opt._inputs, buffers)]
             log.info("compiling %s %s function with in-graph batches",
                      type(self._opt).__name__, name)
-            twin = compile_function([number], outputs, updates=updates, givens=givens,
-                                     name=f"{name}_in_graph", mode=self._opt._mode)
+            twin = self._compile([number], outputs, updates, f"{name}_in_graph",
+                                 givens=givens)
             twin.trust_input = True
             self._twins[id(fn)] = (fn, twin)
         return self._twins[id(fn)][1]
 
-    def graph_batches(self, dataset):
-        """Batches of a shared-variable dataset as batch numbers for :meth:`in_graph`.
+    def feed(self, fn, dataset, batches=None):
+        """The function to call and its batches for one pass over ``dataset``.
+
+        Parameters
+        ----------
+        fn : pytensor Function
+            A function made by :meth:`step` or :meth:`evaluate`.
+        dataset : Dataset
+            The batches, conformed to the inputs.
+        batches : iterator of lists of arrays, optional
+            The pass's batches as arguments of ``fn`` (the training loop
+            gives them converted, see ``Dataset.as_arguments``); default
+            iterating ``dataset``. Unused for a dataset batched in the graph.
+
+        Returns
+        -------
+        fn : pytensor Function
+            ``fn``, or its in-graph twin for a shared-variable dataset.
+        batches : iterator of (tuple, int)
+            The arguments of each call and the batch's number of samples.
+
+        Notes
+        -----
+        A dataset whose batches fit the inputs exactly (``Dataset.trusted``)
+        is passed without PyTensor's per-call input checks. In JAX mode the
+        function's shared values are put on the device(s) first, the batches
+        placed there (sharded with ``devices``), and after the pass the
+        random generators' states are brought back into their variables.
+        """
+        trusted = getattr(dataset, "trusted", False)
+        batches = iter(dataset) if batches is None else batches
+        if not jaxmode.is_jax(self._opt._mode):
+            if getattr(dataset, "in_graph", False):
+                return self.in_graph(fn), self.graph_batches(dataset)
+            fn.trust_input = trusted
+            return fn, ((batch, dataset.batch_weight(batch)) for batch in batches)
+        runtime, buffers = self.runtime, ()
+        if getattr(dataset, "in_graph", False) and not runtime.sharded:
+            fn = self.in_graph(fn)
+            batches = self.graph_batches(dataset, runtime.put_data)
+            buffers = [b.container.storage for b in self.data_variables()[0]]
+        else:
+            batches = self._placed_batches(fn, dataset, trusted, batches)
+        runtime.prepare(fn, skip=buffers)
+        return fn, self._then_pull(batches)
+
+    def _placed_batches(self, fn, dataset, trusted, batches):
+        runtime, axis = self.runtime, getattr(dataset, "axis", 0)
+        containers = fn.input_storage
+        for batch in batches:
+            weight = dataset.batch_weight(batch)
+            if not trusted:  # PyTensor's own per-call checks
+                batch = [c.type.filter(a, strict=c.strict, allow_downcast=c.allow_downcast)
+                         for c, a in zip(containers, batch)]
+            yield runtime.place_batch(batch, axis), weight
+
+    def _then_pull(self, batches):
+        try:
+            yield from batches
+        finally:
+            self._runtime.pull()
+
+    def graph_batches(self, dataset, put=None):
+        """Batches of a shared-variable dataset for the twins of :meth:`in_graph`.
 
         Parameters
         ----------
         dataset : Dataset
             A dataset whose ``in_graph`` is true.
+        put : callable, optional
+            JAX mode: ``put(storage, array)`` stores a buffer in a shared
+            variable's storage on the device, again after every reshuffle,
+            and the batches are given as sample positions. Default: the
+            buffers are set with ``set_value`` and the batches given as
+            batch numbers.
 
         Yields
         ------
         batch : tuple
-            ``(number,)``, the arguments of the twin.
+            ``(number,)`` or ``(positions,)``, the arguments of the twin.
         weight : int
             The batch's number of samples.
         """
         buffers, size = self.data_variables()
         size.set_value(np.int64(dataset.batch_size))
         current = None
+        positions = {}
         for number, weight, arrays in dataset.batch_numbers():
-            if arrays is not current:  # a new buffer: point the graph at it
+            # a pass reshuffles into the same arrays: a device copy must follow
+            now = (arrays, getattr(dataset, "_perm", None) if put is not None else None)
+            if current is None or now[0] is not current[0] or now[1] is not current[1]:
                 for shared, array in zip(buffers, arrays):
-                    shared.set_value(array, borrow=True)
-                current = arrays
-            yield (number,), weight
+                    if put is None:
+                        shared.set_value(array, borrow=True)
+                    else:
+                        put(shared.container.storage, array)
+                current = now
+            if put is None:
+                yield (number,), weight
+                continue
+            key = (int(number), weight)
+            if key not in positions:
+                start = key[0] * dataset.batch_size
+                positions[key] = np.arange(start, start + weight, dtype=np.int64)
+            yield (positions[key],), weight
 
 
 def jit_now(fn):

@@ -528,7 +528,8 @@ def _dataset(data, name, batch_size, cls=Dataset):
 
 
 def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batch=None,
-          batch_size=None, max_updates=None, progressbar=False, **hyperparameters):
+          batch_size=None, max_updates=None, progressbar=False, mode=None, devices=None,
+          **hyperparameters):
     """Optimize a problem with an algorithm and record its history.
 
     Parameters
@@ -550,6 +551,11 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     progressbar : bool, None or Progress, optional
         The progress display, as for :meth:`~downhill.Optimizer.iterate`;
         default False (none).
+    mode : str, optional
+        PyTensor compile mode (e.g. ``"JAX"``); default PyTensor's.
+    devices : int, optional
+        JAX mode: shard batches over this many devices (see
+        :meth:`downhill.Optimizer.iterate`).
     **hyperparameters
         Passed to ``iterate``. Each overrides the same name in the problem's
         ``validate_every`` setting and in the hyperparameters suggested for
@@ -578,17 +584,19 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     step = dict(problem.suggested(algo), **hyperparameters)
     settings.update(step)
 
-    opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors)
+    opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors,
+                mode=mode)
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)
     history = History(algo, train_set.iteration_size, hyperparameters=step)
     loop = opt.iterate(train_set, valid_set, max_updates=max_updates, progressbar=progressbar,
+                       devices=devices,
                        **settings)
     every = settings.get("validate_every", opt.hyperparameters()["validate_every"].default)
     watched = problem.params[0]
     if record_path:
-        history.path.append(watched.get_value().copy())
+        history.path.append(np.array(watched.get_value()))
     for i, (tr, va) in enumerate(loop):
         # the validation yielded with iteration i + 1 was made before it
         if i % every == 0:
@@ -597,7 +605,7 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
         history.iterations.append(i + 1)
         history.train.append(tr)
         if record_path:
-            history.path.append(watched.get_value().copy())
+            history.path.append(np.array(watched.get_value()))
         if on_iteration is not None and on_iteration(history):
             loop.close()   # ends the loop now: checkpoint, best parameters restored
             break

@@ -162,16 +162,11 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
     schedules = train and bool(opt._schedules)
     run = opt._run
     sigint = SIGINT
-    if getattr(dataset, "in_graph", False):
-        fn = opt._functions.in_graph(fn)
-        batches = opt._functions.graph_batches(dataset)
-    else:
-        fn.trust_input = getattr(dataset, "trusted", False)
-        external = (getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
-                    and not getattr(dataset, "internal", False))
-        source = _unheld(dataset) if external else dataset  # the caller's code
-        convert = dataset.as_arguments
-        batches = ((batch, dataset.batch_weight(batch)) for batch in map(convert, source))
+    external = (getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
+                and not getattr(dataset, "internal", False))
+    source = _unheld(dataset) if external else dataset  # the caller's code
+    # the function to call and its batches: in-graph, as given, or (JAX) on the device
+    fn, batches = opt._functions.feed(fn, dataset, map(dataset.as_arguments, source))
     if train:
         if run.sums is not None and len(run.sums) != len(names):
             log.warning("the saved iteration's sums do not fit the monitors; they restart")
@@ -244,8 +239,11 @@ def evaluate(opt, dataset):
     if isinstance(dataset, Dataset):
         dataset = dataset.in_order()
     dataset = as_dataset(opt, dataset, "evaluation", ordered=True)
-    with SIGINT.held():  # Ctrl-C: KeyboardInterrupt once compiled, between batches
-        monitors, _ = run_batches(opt, opt._functions.evaluate(), dataset)
+    try:
+        with SIGINT.held():  # Ctrl-C: KeyboardInterrupt once compiled, between batches
+            monitors, _ = run_batches(opt, opt._functions.evaluate(), dataset)
+    finally:
+        opt._functions.release()  # JAX mode: values back on the host
     return monitors
 
 
@@ -261,7 +259,7 @@ def monitors_text(monitors):
 
 
 def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mode=None,
-            checkpoint=None, checkpoint_every=0, resume=False, progressbar=None,
+            devices=None, checkpoint=None, checkpoint_every=0, resume=False, progressbar=None,
             **hyperparameters):
     """Check the arguments of a training run and return its loop.
 
@@ -271,6 +269,12 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         The optimizer to train.
     train, valid, max_updates, batch_size, mode, checkpoint, checkpoint_every, resume
         See :meth:`downhill.Optimizer.iterate`, which documents every argument.
+    devices : int, list of jax Device, or None
+        JAX mode only: shard every batch along its batch axis over this many
+        devices (the first of ``jax.devices()``) or these devices, with the
+        parameters and state replicated; see :mod:`downhill.jaxmode` and
+        the guide's "Scaling out". None keeps the current choice (initially
+        JAX's default device).
     progressbar : bool, None or Progress, optional
         The progress display (see :mod:`downhill.progress`): None (default)
         shows it when stderr is a terminal or in a notebook.
@@ -300,6 +304,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         checkpoint = check_path(checkpoint)  # unusable paths fail now, not after the run
     validation.check_mode(mode)
     batch_size = validation.check_batch_size(batch_size)
+    devices = opt._functions.check_devices(devices, opt._mode if mode is None else mode)
     display = progress.display(progressbar, type(opt).__name__)
     train = as_dataset(opt, train, "train", batch_size)
     if valid is None:
@@ -324,6 +329,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     settings = opt._configure(hyperparameters)
     if mode is not None:
         opt._mode = mode
+    opt._functions.use_devices(devices)
     opt._settings.restore_schedule_states(opt._run.updates)
     log.info("%s: %s", type(opt).__name__,
              " ".join(f"{k}={v}" for k, v in settings.items()))
@@ -493,6 +499,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
     finally:
         if not held:
             SIGINT.hold()
+        opt._functions.release()  # JAX mode: values back on the host as numpy arrays
         saved = None
         try:
             if checkpoint is not None and failure is None:

@@ -1,0 +1,221 @@
+"""downhill's and the hand-written limit's side of the benchmarks, one
+contender per process.
+
+Run by run.py as ``python workers.py CASE CONTENDER [--quick] [--threads N]``
+and prints ``RESULT {json}``. CASE is ``kernel``, ``overhead`` or ``mlp``;
+CONTENDER is ``downhill[MODE]`` (MODE a PyTensor compile mode: NUMBA, CVM,
+JAX), ``downhill[NUMBA], tanh as 2sigmoid(2x)-1`` (mlp), or ``limit`` /
+``limit[1 thread]`` (kernel). torch runs in torch_peer.py.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+THREADS = 1
+if "--threads" in sys.argv:
+    THREADS = int(sys.argv[sys.argv.index("--threads") + 1])
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, str(THREADS))
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _mode(contender):
+    mode = contender.split("[", 1)[1].split("]", 1)[0]
+    return None if mode == "NUMBA" else mode
+
+
+def _sync_for(opt, mode):
+    """A callable that waits for JAX's asynchronous steps (None otherwise)."""
+    if mode != "JAX":
+        return None
+    import jax
+
+    def sync():
+        jax.block_until_ready([p.get_value(borrow=True) for p in opt.params])
+    return sync
+
+
+def gradient_probe(param, grad):
+    """A loss whose gradient with respect to ``param`` is the array ``grad``.
+
+    Its value costs nothing (a sum over an empty slice), so a step compiled
+    from it times the update kernel alone.
+    """
+    from pytensor.compile.builders import OpFromGraph
+    p, g = param.type(), grad.type()
+    probe = OpFromGraph([p, g], [(p[:0] * g[:0]).sum()], inline=True,
+                        pullback=lambda inputs, outputs, grads: [
+                            inputs[1] * grads[0], inputs[1].zeros_like()])
+    return probe(param, grad)
+
+
+def kernel_downhill(mode, quick):
+    import pytensor
+    import downhill
+    out = {}
+    for count, n in common.KERNEL_SIZES:
+        grads = common.kernel_grads(count, n)
+        params = [pytensor.shared(np.zeros(n, "float32"), name=f"p{i}") for i in range(count)]
+        shared_g = [pytensor.shared(g, name=f"g{i}") for i, g in enumerate(grads)]
+        loss = sum(gradient_probe(p, g) for p, g in zip(params, shared_g))
+        opt = downhill.build("rmsprop", loss, params=params, mode=mode, learning_rate=common.LR,
+                             rms_halflife=common.HALFLIFE, rms_regularizer=common.OUR_EPS)
+        opt.get_updates()
+        step, _, _ = opt._functions.step()
+        step.trust_input = True
+        if mode == "JAX":  # parameters, state and gradients on the device
+            opt._functions.runtime.prepare(step)
+        sync = _sync_for(opt, mode)
+        for _ in range(3):
+            step()
+        after3 = np.concatenate([np.asarray(p.get_value(borrow=True))[:1000] for p in params])
+        out[common.kernel_label(count, n)] = {
+            "samples": common.samples(step, common.kernel_repeat(count, n, quick), sync=sync),
+            "after3": after3}
+        opt._functions.release()
+    return out
+
+
+def _limit_kernel():
+    """The limit: centred RMSProp (our convention) as a hand-written numba
+    loop in one pass, on all cores."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True, cache=False)
+    def limit_kernel(p, g, f, s, lr, gamma, eps):
+        keep = np.float32(1) - gamma
+        for i in numba.prange(p.size):
+            gi = g[i]
+            fi = gamma * f[i] + keep * gi
+            si = gamma * s[i] + keep * gi * gi
+            f[i] = fi
+            s[i] = si
+            var = max(si - fi * fi, np.float32(0))
+            p[i] -= lr * gi / np.sqrt(var + eps)
+    return numba, limit_kernel
+
+
+def kernel_limit(threads, quick):
+    numba, limit_kernel = _limit_kernel()
+    numba.set_num_threads(threads)
+    lr, gm, eps = np.float32(common.LR), np.float32(common.GAMMA), np.float32(common.OUR_EPS)
+    out = {}
+    for count, n in common.KERNEL_SIZES:
+        arrays = [(np.zeros(n, "float32"), g, np.zeros(n, "float32"), np.zeros(n, "float32"))
+                  for g in common.kernel_grads(count, n)]
+
+        def limit():
+            for p, g, f, s in arrays:
+                limit_kernel(p, g, f, s, lr, gm, eps)
+        for _ in range(3):
+            limit()
+        after3 = np.concatenate([a[0][:1000] for a in arrays])
+        out[common.kernel_label(count, n)] = {
+            "samples": common.samples(limit, common.kernel_repeat(count, n, quick)),
+            "after3": after3}
+    return out
+
+
+def rosenbrock_loss(x0, x1):
+    return 100 * (x1 - x0 ** 2) ** 2 + (1 - x0) ** 2
+
+
+def overhead_downhill(mode, quick):
+    import pytensor
+    import downhill
+    updates = 2000 if quick else 10000
+    repeat = 3 if quick else 5
+    x = pytensor.shared(np.array(common.ROSENBROCK_START, "float32"), name="x")
+    opt = downhill.build("rmsprop", rosenbrock_loss(x[0], x[1]), mode=mode,
+                         learning_rate=common.LR, rms_halflife=common.HALFLIFE)
+    data = downhill.Dataset(lambda: [], iteration_size=updates)
+    once = downhill.Dataset(lambda: [], iteration_size=1)
+
+    def defaults():  # one update per iteration, validation every 10
+        for _ in opt.iterate(max_updates=updates, patience=10**9):
+            pass
+
+    def many():  # many updates per iteration: the loop's per-update cost alone
+        for _ in opt.iterate(data, once, max_updates=1, patience=10**9):
+            pass
+    many()  # compile and load both functions first
+    step, _, _ = opt._functions.step()
+    step.trust_input = True
+
+    def raw():
+        for _ in range(updates):
+            step()
+    name = f"downhill[{mode or 'NUMBA'}]"
+    return {f"{name} iterate, defaults (1 update/iter, validate/10)":
+            [t / updates for t in common.samples(defaults, repeat, sample_seconds=0)],
+            f"{name} iterate, {updates} updates/iteration":
+            [t / updates for t in common.samples(many, repeat, sample_seconds=0)],
+            f"{name} raw compiled step":
+            [t / updates for t in common.samples(raw, repeat, sample_seconds=0)]}
+
+
+def mlp_downhill(contender, quick):
+    import pytensor.tensor as pt
+    import downhill
+    from mlp import downhill_mlp, sigmoid_tanh
+    mode = _mode(contender)
+    tanh = sigmoid_tanh if "sigmoid" in contender else pt.tanh
+    batches = 40 if quick else 200
+    (X, Y, _), (Xe, Ye, _) = common.mlp_data(batches)
+    opt, _ = downhill_mlp(common.mlp_weights(), mode, tanh)
+    hypers = dict(learning_rate=common.LR, rms_halflife=common.HALFLIFE,
+                  rms_regularizer=common.OUR_EPS)
+    valid = downhill.Dataset([Xe[:128], Ye[:128]], batch_size=128, name="valid")
+    held_out = downhill.Dataset([Xe, Ye], batch_size=1024, name="held-out")
+    opt.get_updates(**hypers)
+    variables = opt.params + opt.state_variables
+    saved = [v.get_value() for v in variables]
+    before = opt.evaluate(held_out)["loss"]
+
+    def one_pass():
+        for v, value in zip(variables, saved):
+            v.set_value(value.copy())
+        train = downhill.Dataset([X, Y], batch_size=128, rng=0, name="train")
+        it = opt.iterate(train, valid, validate_every=10**6, **hypers)
+        t = time.perf_counter()
+        next(it)  # one validation batch, then the pass
+        elapsed = time.perf_counter() - t
+        final = opt.evaluate(held_out)["loss"]  # before close() restores the best
+        it.close()
+        return elapsed / batches, final
+    one_pass()  # compiles (JAX: traces) everything on the way
+    passes = [one_pass() for _ in range(2 if quick else 3)]
+    losses = {p[1] for p in passes}
+    if len(losses) != 1:
+        raise AssertionError(f"MLP {contender} is not reproducible: {losses}")
+    return {contender: {"seconds_per_batch": [p[0] for p in passes],
+                        "loss_after": passes[0][1], "loss_before": before}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("case", choices=["kernel", "overhead", "mlp"])
+    parser.add_argument("contender")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.case == "kernel" and args.contender.startswith("limit"):
+        result = kernel_limit(1 if "1 thread" in args.contender else os.cpu_count(), args.quick)
+    elif args.case == "kernel":
+        result = kernel_downhill(_mode(args.contender), args.quick)
+    elif args.case == "overhead":
+        result = overhead_downhill(_mode(args.contender), args.quick)
+    else:
+        result = mlp_downhill(args.contender, args.quick)
+    common.report(result)
+
+
+if __name__ == "__main__":
+    main()
