@@ -408,6 +408,9 @@ class Optimizer(legacy.Compat):
             See :meth:`hyperparameters`; e.g. ``learning_rate=1e-3``,
             ``momentum=0.9``, ``patience=5``. ``learning_rate`` and
             ``momentum`` also take a schedule (see :mod:`downhill.schedules`).
+            Also ``progressbar`` (None: on a terminal or in a notebook; see
+            :mod:`downhill.progress`) and, in JAX mode, ``devices`` (an int or
+            a list of devices to shard batches over; see :mod:`downhill.jaxmode`).
 
         Yields
         ------
@@ -465,7 +468,8 @@ class Optimizer(legacy.Compat):
             generator's state as a dict); ``hyperparameters`` (the current
             values; for a schedule, its latest value) and ``schedules`` (the
             state of schedules that have one); ``counters`` (iterations,
-            updates); ``early_stopping`` (best loss, its iteration and
+            updates); ``progress`` (an unfinished iteration's batches and
+            sums); ``early_stopping`` (best loss, its iteration and
             parameters, validations without improvement); ``datasets``.
         """
         return checkpoint_state.state_dict(self, datasets)
