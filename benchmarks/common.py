@@ -65,7 +65,8 @@ def mlp_weights(seed=1):
 
 
 def mlp_order(count, seed=0):
-    """The sample order of the first pass of ``downhill.Dataset(..., rng=seed)``."""
+    """The sample order of the first pass of
+    ``downhill.Dataset(..., rng=seed, shuffle_samples=True)``."""
     return np.random.default_rng(seed).permutation(count)
 
 

@@ -182,7 +182,7 @@ def mlp_downhill(contender, quick):
     def one_pass():
         for v, value in zip(variables, saved):
             v.set_value(value.copy())
-        train = downhill.Dataset([X, Y], batch_size=128, rng=0, name="train")
+        train = downhill.Dataset([X, Y], batch_size=128, rng=0, name="train", shuffle_samples=True)
         it = opt.iterate(train, valid, validate_every=10**6, **hypers)
         t = time.perf_counter()
         next(it)  # one validation batch, then the pass

@@ -295,8 +295,10 @@ class Functions:
         current = None
         positions = {}
         for number, weight, arrays in dataset.batch_numbers():
-            # a pass reshuffles into the same arrays: a device copy must follow
-            now = (arrays, getattr(dataset, "_perm", None) if put is not None else None)
+            # a pass that shuffles samples permutes into the same arrays: a
+            # device copy must follow (shuffled batches leave the arrays alone)
+            moved = put is not None and getattr(dataset, "shuffle_samples", True)
+            now = (arrays, getattr(dataset, "_perm", None) if moved else None)
             if current is None or now[0] is not current[0] or now[1] is not current[1]:
                 for shared, array in zip(buffers, arrays):
                     if put is None:
