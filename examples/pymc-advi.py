@@ -16,6 +16,19 @@ import numpy as np
 import downhill
 
 
+def regression_model(pm, seed=0):
+    """y = a + b x + noise on 200 points (true a = 1, b = 2.5, sigma = 0.5)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=200)
+    y = 1.0 + 2.5 * x + rng.normal(scale=0.5, size=200)
+    with pm.Model() as model:
+        a = pm.Normal("a", 0, 10)
+        b = pm.Normal("b", 0, 10)
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Normal("y", a + b * x, sigma, observed=y)
+    return model
+
+
 @click.command()
 @click.option("--steps", default=12000, show_default=True, type=click.IntRange(min=1),
               help="ADVI iterations per optimizer.")
@@ -25,14 +38,7 @@ def main(steps, learning_rate):
     """Fit one model with PyMC's adam and downhill's RMSProp, Adam and ESGD."""
     import pymc as pm
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=200)
-    y = 1.0 + 2.5 * x + rng.normal(scale=0.5, size=200)
-    with pm.Model() as model:
-        a = pm.Normal("a", 0, 10)
-        b = pm.Normal("b", 0, 10)
-        sigma = pm.HalfNormal("sigma", 1)
-        pm.Normal("y", a + b * x, sigma, observed=y)
+    model = regression_model(pm)
     optimizers = {
         "pm.adam": pm.adam(learning_rate=learning_rate),
         "downhill rmsprop": downhill.updates("rmsprop", learning_rate=learning_rate),

@@ -6,6 +6,8 @@ PyMC fails instead of skipping.
 """
 
 import os
+import pathlib
+import runpy
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import downhill
 pytestmark = pytest.mark.pymc  # CI's first environment deselects these: -m "not pymc"
 
 STEPS = 12000
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "pymc-advi.py"
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +30,8 @@ def pm():
 
 @pytest.fixture(scope="module")
 def regression(pm):
-    """A Bayesian linear regression, y = a + b x + noise."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=200)
-    y = 1.0 + 2.5 * x + rng.normal(scale=0.5, size=200)
-    with pm.Model() as model:
-        a = pm.Normal("a", 0, 10)
-        b = pm.Normal("b", 0, 10)
-        sigma = pm.HalfNormal("sigma", 1)
-        pm.Normal("y", a + b * x, sigma, observed=y)
-    return model
+    """The example's Bayesian linear regression, y = a + b x + noise."""
+    return runpy.run_path(str(EXAMPLE))["regression_model"](pm)
 
 
 def posterior_means(pm, model, optimizer):
@@ -78,13 +73,9 @@ def test_the_learning_rate_stays_reachable_from_a_callback(pm, regression):
 
 
 def test_the_advi_example_runs(pm):
-    import pathlib
-    import runpy
-
     from click.testing import CliRunner
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "pymc-advi.py"
-    result = CliRunner().invoke(runpy.run_path(str(path))["main"], ["--steps", "300"])
+    result = CliRunner().invoke(runpy.run_path(str(EXAMPLE))["main"], ["--steps", "300"])
     assert result.exit_code == 0, result.output
     for label in ("pm.adam", "downhill rmsprop", "downhill adam", "downhill esgd"):
         assert label in result.output
