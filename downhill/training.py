@@ -473,7 +473,12 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                     "(max_gradient_norm=1.0, say) or on_nonfinite='skip'.")
             run.end_iteration()
             count += 1
-            _finite_or_raise(opt, watched)
+            if every and count % every == 0 or (
+                    run.iteration - run.run_start) % settings["validate_every"] == 0:
+                # before a checkpoint, and as often as validations: a step that
+                # overflowed with a finite loss is caught here (the parameters'
+                # next loss would be too, but a state variable's may not be)
+                _finite_or_raise(opt, watched)
             _log(label, run.iteration, training, logger=iteration_log)
             display.on_iteration(run, training)
             if every and count % every == 0:
