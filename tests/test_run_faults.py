@@ -11,6 +11,8 @@ refused at the call (unusable checkpoint paths: test_checkpoint_path_call.py);
 import logging
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytensor
@@ -131,6 +133,7 @@ def resumable():
 SETTINGS = dict(momentum=0.5, validate_every=2, patience=100)
 
 
+@pytest.mark.usefixtures("default_sigint")
 @pytest.mark.parametrize("update", [1, 4, 7, 9, 23])
 def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     # SIGINT comes as update+1 begins (the schedule is evaluated before it):
@@ -182,6 +185,7 @@ def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
     assert resumed.tobytes() == straight.tobytes()
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_sigint_in_a_callable_dataset_ends_the_loop_there(tmp_path):
     # a callable is the caller's code: the interrupt raises in it at once
     loss, (w, b), X, y = regression()
@@ -202,6 +206,7 @@ def test_a_sigint_in_a_callable_dataset_ends_the_loop_there(tmp_path):
     assert calls["n"] == 6
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_sigint_outside_the_library_raises_in_the_callers_code():
     # between two iterations of iterate() the caller's own code runs, unheld
     loss, (w, b), X, y = regression()
@@ -214,6 +219,34 @@ def test_a_sigint_outside_the_library_raises_in_the_callers_code():
             pytest.fail("the interrupt did not raise in the caller's loop")
     assert len(seen) == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_program_that_ignores_sigint_keeps_ignoring_it():
+    # e.g. a script's background job (`cmd &`), which inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        opt, params, train, valid = resumable()
+        opt.minimize(train, valid, max_updates=2, learning_rate=interrupting_at(3), **SETTINGS)
+        assert not opt._run.interrupted and opt._run.updates == 10
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_sigint_tests_pass_where_sigint_was_inherited_ignored():
+    # the README's test command run as a background job: these tests failed
+    # there, because they relied on the disposition the process inherited
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(here)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+         "sigint_at_any_update and 23 or sigint_in_a_callable or sigint_outside",
+         os.path.join(here, "test_run_faults.py")],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 passed" in done.stdout
 
 
 # ----------------------------------------------------------------------
