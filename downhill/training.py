@@ -109,6 +109,30 @@ def _unheld(batches):
         yield batch
 
 
+def _scheduled(settings, run, batches, count):
+    """``batches`` with the schedules applied for each one's update.
+
+    With ``count``, the number of batches the pass gives, every schedule is
+    evaluated *before* its batch is drawn: a schedule is the caller's code,
+    and whatever it raises (a ``KeyboardInterrupt`` too) then leaves the
+    datasets where the last whole step left them, so the checkpoint written
+    on the way out resumes exactly. A pass of unknown length (a one-shot
+    iterator, whose position no checkpoint holds) draws first, so that no
+    schedule is asked for an update that never comes.
+    """
+    iterator = iter(batches)
+    for _ in itertools.repeat(None) if count is None else range(count):
+        if count is not None:
+            settings.apply_schedules(run.updates)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        if count is None:
+            settings.apply_schedules(run.updates)
+        yield item
+
+
 def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_skips=0):
     """Call ``fn`` on every batch of one pass; weighted means of its outputs.
 
@@ -171,14 +195,17 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         if run.sums is not None and len(run.sums) != len(names):
             log.warning("the saved iteration's sums do not fit the monitors; they restart")
             run.sums, run.weight = None, 0
+        left = dataset.iteration_size
+        if left is not None:
+            left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
-            batches = itertools.islice(batches, max(dataset.iteration_size - run.batches, 0))
+            batches = itertools.islice(batches, left)
+        if schedules:
+            batches = _scheduled(opt._settings, run, batches, left)
         sums, total = run.sums, run.weight
     else:
         sums, total = None, 0
     for batch, weight in batches:
-        if schedules:
-            opt._settings.apply_schedules(run.updates)
         values = fn(*batch)
         if train:
             run.updates += 1

@@ -167,6 +167,63 @@ def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     assert resumed["datasets"]["train"]["position"] == final["datasets"]["train"]["position"]
 
 
+def raising_at(update, error):
+    """A learning-rate schedule (the caller's code) that raises ``error`` the first
+    time it is asked for ``update``."""
+    raised = []
+
+    def schedule(n):
+        if n == update and not raised:
+            raised.append(n)
+            raise error
+        return 0.01 / (1 + n / 50)
+    return schedule
+
+
+def sgd_run(n=64):
+    loss, params, X, y = regression(n=n)
+    opt = downhill.build("sgd", loss, monitors={"w0": params[0][0]})
+    train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")  # 4 batches
+    valid = downhill.Dataset([X, y], batch_size=32, rng=8, name="valid")
+    return opt, params, train, valid
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ZeroDivisionError])
+@pytest.mark.parametrize("update", [4, 5, 13])
+def test_an_exception_from_a_schedule_leaves_a_checkpoint_that_resumes_bit_for_bit(
+        tmp_path, update, error):
+    # the schedule runs before a step: whatever it raises, the batch that
+    # step would have used must still be the next one after a resume
+    opt, params, train, valid = sgd_run()
+    straight = list(opt.iterate(train, valid, max_updates=6, learning_rate=raising_at(-1, None),
+                                **SETTINGS))
+    final = opt.state_dict(datasets={"train": train, "valid": valid})
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = sgd_run()
+    part1 = []
+    expected = KeyboardInterrupt if error is KeyboardInterrupt else ValueError
+    try:
+        for pair in first.iterate(train1, valid1, max_updates=6, checkpoint=path,
+                                  learning_rate=raising_at(update, error), **SETTINGS):
+            part1.append(pair)
+    except expected:
+        assert error is not KeyboardInterrupt  # a KeyboardInterrupt ends the loop quietly
+    assert first._run.interrupted == (error is KeyboardInterrupt)
+    saved = checkpoint.read(path)[1]
+    assert saved["counters"]["updates"] == update
+
+    second, _, train2, valid2 = sgd_run()
+    part2 = list(second.iterate(train2, valid2, max_updates=6 - len(part1), checkpoint=path,
+                                resume=True, learning_rate=raising_at(-1, None), **SETTINGS))
+    assert part1 + part2 == straight
+    resumed = second.state_dict(datasets={"train": train2, "valid": valid2})
+    for table in ("params", "state"):
+        for name, value in final[table].items():
+            assert resumed[table][name].tobytes() == value.tobytes(), name
+    assert resumed["counters"] == final["counters"]
+
+
 def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
     from downhill.schedules import StepDecay
 
