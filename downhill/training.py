@@ -109,8 +109,9 @@ def _unheld(batches):
         yield batch
 
 
-def _scheduled(settings, run, batches, count):
-    """``batches`` with the schedules applied for each one's update.
+def _training_batches(settings, run, batches, count, schedules):
+    """The batches of a training pass, with the schedules applied and each
+    batch marked as drawn (``RunState.drawn``) until its step is counted.
 
     With ``count``, the number of batches the pass gives, every schedule is
     evaluated *before* its batch is drawn: a schedule is the caller's code,
@@ -118,17 +119,22 @@ def _scheduled(settings, run, batches, count):
     datasets where the last whole step left them, so the checkpoint written
     on the way out resumes exactly. A pass of unknown length (a one-shot
     iterator, whose position no checkpoint holds) draws first, so that no
-    schedule is asked for an update that never comes.
+    schedule is asked for an update that never comes. Anything that ends the
+    pass between a draw and its step's bookkeeping leaves ``drawn`` set, and
+    the loop then writes no checkpoint (it would skip that batch).
     """
+    before = schedules and count is not None
+    after = schedules and count is None
     iterator = iter(batches)
     for _ in itertools.repeat(None) if count is None else range(count):
-        if count is not None:
+        if before:
             settings.apply_schedules(run.updates)
         try:
             item = next(iterator)
         except StopIteration:
             return
-        if count is None:
+        run.drawn = True
+        if after:
             settings.apply_schedules(run.updates)
         yield item
 
@@ -200,8 +206,7 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
             left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
             batches = itertools.islice(batches, left)
-        if schedules:
-            batches = _scheduled(opt._settings, run, batches, left)
+        batches = _training_batches(opt._settings, run, batches, left, schedules)
         sums, total = run.sums, run.weight
     else:
         sums, total = None, 0
@@ -210,6 +215,7 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         if train:
             run.updates += 1
             run.batches += 1
+            run.drawn = False
         finite = True
         if guarded:
             finite = bool(values[-1])
@@ -534,7 +540,12 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         opt._functions.release()  # JAX mode: values back on the host as numpy arrays
         saved = None
         try:
-            if checkpoint is not None and failure is None:
+            if checkpoint is not None and failure is None and opt._run.drawn:
+                log.error("checkpoint %s not written: the run ended between drawing a batch "
+                          "and counting its step, so the state would not resume exactly (it "
+                          "would skip that batch); the last checkpoint written stays",
+                          checkpoint)
+            elif checkpoint is not None and failure is None:
                 # the state as it stands (after the last whole step), so that
                 # resuming continues exactly; the best parameters are in it too
                 if _save(opt, checkpoint, datasets):

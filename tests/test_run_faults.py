@@ -224,6 +224,30 @@ def test_an_exception_from_a_schedule_leaves_a_checkpoint_that_resumes_bit_for_b
     assert resumed["counters"] == final["counters"]
 
 
+def test_a_step_that_fails_after_its_batch_was_drawn_writes_no_checkpoint(tmp_path, caplog):
+    # the batch is gone from the data, its step not done: a checkpoint now
+    # would resume past it, so the last one written stays
+    loss, (w, b), X, y = regression()
+    calls = {"n": 0}
+
+    def batches():
+        calls["n"] += 1
+        if calls["n"] == 7:
+            return [X[:8, :2], y[:8]]   # the step refuses a matrix of 2 columns
+        return [X[:8], y[:8]]
+
+    opt = downhill.build("sgd", loss)
+    path = tmp_path / "run.npz"
+    with caplog.at_level(logging.ERROR, logger="downhill"), pytest.raises(ValueError):
+        opt.minimize(downhill.Dataset(batches, iteration_size=4), valid=[X, y],
+                     checkpoint=path, checkpoint_every=1, learning_rate=0.05,
+                     validate_every=1, patience=100)
+    saved = checkpoint.read(path)[1]
+    assert saved["counters"]["updates"] == 4 and saved["progress"]["batches"] == 0
+    assert any("not written" in r.getMessage() and "would skip that batch" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
     from downhill.schedules import StepDecay
 
