@@ -149,17 +149,52 @@ def _checked_state(ds, state):
     return rng, position, perm
 
 
-def _check_batch(name, batch, ndims):
-    """A converted batch of a callable or an iterable: one length along axis 0, not empty."""
-    if any(n is not None and getattr(x, "ndim", n) != n for x, n in zip(batch, ndims)):
-        return  # the compiled function names the input and its dimensions
-    lengths = [x.shape[0] for x in batch if getattr(x, "ndim", 0)]
-    if lengths and min(lengths) == 0:
-        raise ValueError(f"{name}: the batch is empty (lengths {lengths})")
-    if len(set(lengths)) > 1:
+def _not_an_array(x):
+    """Whether ``x`` cannot be one input's part of a batch.
+
+    A batch item is an array with an entry per sample: a numpy array (a 0-d
+    one for a scalar input), a pandas or scipy.sparse object, a PyTensor
+    shared variable, or a (nested) list or tuple of numbers. A bare number,
+    a string, None, a dict or another object is none of these.
+    """
+    return not (isinstance(x, (list, tuple)) or _is_array(x) or hasattr(x, "__array__"))
+
+
+def _check_items(name, batch, where):
+    """Refuse a batch (list or tuple) holding an item that is no array.
+
+    ``where`` says whose batch it is: ``'batch 3 holds'``, ``'the callable
+    returned'``.
+    """
+    for i, x in enumerate(batch):
+        if _not_an_array(x):
+            hint = ""
+            if isinstance(x, (numbers.Number, np.generic)):
+                hint = f"; for a 0-d input pass numpy.asarray({x!r})"
+            raise ValueError(
+                f"{name}: {where} {x!r} (type {type(x).__name__}) as input {i}, which is "
+                "not an array: a batch holds one array per input of the loss (numpy "
+                f"arrays, pandas, scipy.sparse, nested lists of numbers){hint}")
+
+
+def _check_batch(name, batch, ndims, names):
+    """A converted batch of a callable or an iterable: each item of its input's
+    number of dimensions, and a first array that is not empty.
+
+    The arrays of such a batch may differ in length (an index array beside
+    a block of rows, say): the loss's graph decides what fits. The batch's
+    weight in the monitors' means is the first array's length.
+    """
+    for i, (x, n, var) in enumerate(zip(batch, ndims, names)):
+        have = getattr(x, "ndim", None)
+        if n is not None and have is not None and have != n:
+            raise ValueError(
+                f"{name}: batch input {i} has {have} dimension(s) (shape "
+                f"{tuple(x.shape)}), but input {i} ({var}) of the loss is {n}-d")
+    if batch and getattr(batch[0], "ndim", 0) and batch[0].shape[0] == 0:
         raise ValueError(
-            f"{name}: the batch holds arrays of different lengths {lengths}; every input "
-            "needs one entry per sample of the batch")
+            f"{name}: the batch is empty: its first array has shape "
+            f"{tuple(batch[0].shape)} (the batch's weight is its first array's length)")
 
 
 def _fits(array, variable, axis):
@@ -194,7 +229,13 @@ class Dataset:
         took: a list of batches (``[[X[:16], Y[:16]], [X[16:], Y[16:]]]``;
         ``[[]]`` for a loss without inputs) is read in order, one pass per
         iteration; a generator or other one-shot iterator is read until it
-        ends. A list whose items are arrays is one array per input.
+        ends. A list whose items are arrays is one array per input. The
+        arrays of a batch that a callable or an iterable gives may differ in
+        length (the loss's graph decides what fits); such a batch weighs in
+        the monitors' means by its first array's length. Every item of a
+        batch must be an array (or a nested list of numbers): a bare number,
+        a string or None is refused, when the Dataset is made for a list of
+        batches, else when the batch comes.
     name : str, optional
         A name for messages; default ``dataset0``, ``dataset1``, ...
     batch_size : int, optional
@@ -221,8 +262,9 @@ class Dataset:
     ------
     ValueError
         If the arrays differ in length along ``axis``, an input is of an
-        unsupported type or empty, ``batch_size`` or ``axis`` is not an
-        integer, or ``iteration_size`` is not positive.
+        unsupported type or empty, a batch of a list holds an item that is
+        no array, ``batch_size`` or ``axis`` is not an integer, or
+        ``iteration_size`` is not positive.
 
     Notes
     -----
@@ -294,6 +336,8 @@ class Dataset:
             if inputs and all(isinstance(b, (list, tuple)) for b in inputs):
                 self._kind, self._source = "batches", list(inputs)
                 self.iteration_size = iteration_size or len(inputs)
+                for k, batch in enumerate(self._source):
+                    _check_items(self.name, batch, f"batch {k} holds")
             else:
                 self._kind = "arrays"
                 self._init_arrays(inputs)
@@ -392,6 +436,11 @@ class Dataset:
         if self._kind != "arrays":
             self._converters = [np.dtype(v.dtype) for v in variables]
             self._ndims = [getattr(v.type, "ndim", None) for v in variables]
+            self._input_names = [v.name or f"<{v.type}>" for v in variables]
+            if self._kind == "batches":  # a list: every batch can be checked now
+                for k, batch in enumerate(self._source):
+                    self._check_shape(batch, f"batch {k} holds")
+                    _check_batch(self.name, batch, self._ndims, self._input_names)
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
@@ -443,7 +492,8 @@ class Dataset:
         ------
         ValueError
             If the batch holds another number of arrays than the loss has
-            inputs, arrays of unequal lengths, no samples, or a dtype that
+            inputs, an item that is no array, an array of another number of
+            dimensions than its input, an empty first array, or a dtype that
             cannot become its input's without changing kind (complex).
         """
         if self._kind == "arrays":
@@ -451,15 +501,25 @@ class Dataset:
         if not isinstance(batch, (list, tuple)):
             batch = [batch]
         if self._converters is not None:
-            if len(batch) != len(self._converters):
-                source = "callable returned" if self._kind == "callable" else "batch holds"
-                raise ValueError(
-                    f"{self.name}: the {source} {len(batch)} arrays, but the loss has "
-                    f"{len(self._converters)} inputs")
-            batch = [_convert(x, d, self.name, i)
-                     for i, (x, d) in enumerate(zip(batch, self._converters))]
-            _check_batch(self.name, batch, self._ndims)
+            source = "the callable returned" if self._kind == "callable" else "the batch holds"
+            batch = self._conformed(batch, source)
         return batch
+
+    def _conformed(self, batch, where):
+        """A batch of a callable or an iterable checked and cast to the inputs."""
+        self._check_shape(batch, where)
+        batch = [_convert(x, d, self.name, i)
+                 for i, (x, d) in enumerate(zip(batch, self._converters))]
+        _check_batch(self.name, batch, self._ndims, self._input_names)
+        return batch
+
+    def _check_shape(self, batch, where):
+        """Refuse a batch of the wrong number of arrays, or holding a non-array."""
+        if len(batch) != len(self._converters):
+            raise ValueError(
+                f"{self.name}: {where} {len(batch)} arrays, but the loss has "
+                f"{len(self._converters)} inputs")
+        _check_items(self.name, batch, where)
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -605,8 +665,9 @@ class Dataset:
         Returns
         -------
         int
-            Its size along the batch axis (axis 0 for a callable's or an
-            iterable's batches).
+            Its size along the batch axis (for a callable's or an iterable's
+            batches, whose arrays may differ in length, the first array's
+            length along axis 0).
         """
         if not batch:
             return 1

@@ -8,6 +8,7 @@ refused at the call (unusable checkpoint paths: test_checkpoint_path_call.py);
 ``downhill.minimize`` takes a seed for shuffling arrays.
 """
 
+import itertools
 import logging
 import os
 import signal
@@ -385,7 +386,11 @@ def test_a_bad_axis_is_refused():
 
 
 @pytest.mark.parametrize("batch,message", [
-    (lambda X, y: [X[:8], y[:7]], "different lengths"),
+    (lambda X, y: [X[:8, 0], y[:8]], r"batch input 0 has 1 dimension\(s\) \(shape \(8,\)\), "
+                                     r"but input 0 \(x\) of the loss is 2-d"),
+    (lambda X, y: [X[:8], 1.5], r"the callable returned 1.5 \(type float\) as input 1, which "
+                                r"is not an array: .*numpy.asarray\(1.5\)"),
+    (lambda X, y: [X[:8], "y"], r"returned 'y' \(type str\) as input 1, which is not"),
     (lambda X, y: [X[:0], y[:0]], "the batch is empty"),
     (lambda X, y: [X[:8] + 1j, y[:8]], "dtype complex128, which cannot become float64"),
 ])
@@ -449,3 +454,45 @@ def test_minimize_with_a_seed_equals_a_dataset_with_that_seed():
     assert w.get_value().tobytes() == seeded.tobytes()
     with pytest.raises(ValueError, match="rng must be"):
         downhill.minimize(loss, [X, y], rng="x")
+
+
+def test_a_callables_batch_may_hold_arrays_of_different_lengths():
+    # the loss decides what fits; the monitors weigh each batch by its first array
+    x, idx = pt.matrix("x"), pt.ivector("idx")
+    w = pytensor.shared(np.ones(3), name="w")
+    loss = ((x @ w)[idx] ** 2).mean()
+    r = np.random.default_rng(1)
+    blocks = [(r.normal(size=(96, 3)), r.integers(96, size=20).astype("int32")),
+              (r.normal(size=(50, 3)), r.integers(50, size=10).astype("int32"))]
+    calls = itertools.count()
+
+    def batch():
+        X, i = blocks[next(calls) % 2]
+        return [i, X]   # given in the inputs' order below: idx first
+
+    opt = downhill.build("sgd", loss, inputs=[idx, x])
+    got = opt.evaluate(downhill.Dataset(batch, iteration_size=2))["loss"]
+    each = [float(((X @ np.ones(3))[i] ** 2).mean()) for X, i in blocks]
+    assert got == pytest.approx((20 * each[0] + 10 * each[1]) / 30, rel=1e-12)
+    opt.minimize(batch, valid=batch, max_updates=3, learning_rate=0.01)
+
+
+@pytest.mark.parametrize("batches,message", [
+    ([[1]], r"batch 0 holds 1 \(type int\) as input 0, which is not an array: .*"
+            r"numpy.asarray\(1\)"),
+    ([[np.zeros(3)], [np.zeros(3), None]], r"batch 1 holds None \(type NoneType\) as input 1"),
+    ([[np.zeros(3), {"a": 1}]], r"batch 0 holds \{'a': 1\} \(type dict\) as input 1"),
+])
+def test_a_list_of_batches_holding_a_non_array_is_refused_when_made(batches, message):
+    # downhill 0.4 refused Dataset([[1]]) (its test_bad_input_type)
+    with pytest.raises(ValueError, match=message):
+        downhill.Dataset(batches)
+
+
+def test_a_list_of_batches_that_does_not_fit_the_inputs_is_refused_before_training():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    batches = [[X[:8], y[:8]], [X[8:16], y[8:16]], [X[16:24, 0], y[16:24]]]
+    with pytest.raises(ValueError, match=r"batch input 0 has 1 dimension"):
+        opt.minimize(batches, valid=[X, y], max_updates=1, learning_rate=0.01)
+    np.testing.assert_array_equal(w.get_value(), np.zeros(3))   # nothing trained
