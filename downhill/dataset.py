@@ -13,70 +13,13 @@ import numbers
 import numpy as np
 
 from . import validation
+from .batches import (check_batch, check_items, convert, dtype_of, fits, is_array, is_pandas,
+                      to_array)
 from .util import log
 
 __all__ = ["Dataset"]
 
 _names = itertools.count()  # default names: dataset0, dataset1, ...
-
-
-def _is_array(x):
-    """Whether ``x`` is one input's data (and not a list of them)."""
-    if isinstance(x, np.ndarray) or (hasattr(x, "get_value") and hasattr(x, "type")):
-        return True
-    module = type(x).__module__
-    return module.startswith(("pandas", "scipy.sparse")) and hasattr(x, "shape")
-
-
-def _is_pandas(x):
-    return type(x).__module__.startswith("pandas") and hasattr(x, "iloc")
-
-
-def _to_array(x, index):
-    """Turn one accepted input into an array-like the batcher can slice."""
-    try:
-        import scipy.sparse as sp
-    except ImportError:  # pragma: no cover - scipy comes with pytensor
-        sp = None
-    if sp is not None and sp.issparse(x):
-        if x.format not in ("csr", "csc"):
-            raise ValueError(
-                f"input {index}: sparse matrices must be CSR or CSC, got {x.format.upper()}; "
-                "convert with .tocsr()")
-        return x
-    if hasattr(x, "get_value") and hasattr(x, "type"):  # a pytensor shared variable
-        return np.asarray(x.get_value(borrow=True))
-    if _is_pandas(x) and type(x).__name__ in ("Series", "DataFrame"):
-        return x  # batches stay pandas objects, as in downhill 0.4
-    if isinstance(x, np.ndarray):
-        # a memory-mapped array (or other subclass) as a plain view: no copy
-        return x if type(x) is np.ndarray else np.asarray(x)
-    raise ValueError(
-        f"input {index} has unsupported type {type(x).__name__}; accepted: numpy arrays, "
-        "pandas Series/DataFrame, scipy.sparse CSR/CSC, pytensor shared variables")
-
-
-def _dtype(a):
-    dtypes = getattr(a, "dtypes", None)
-    if dtypes is not None and not hasattr(a, "dtype"):  # a DataFrame
-        return np.result_type(*dtypes) if len(dtypes) else np.dtype("float64")
-    return np.dtype(a.dtype)
-
-
-def _convert(x, dtype, name, index):
-    """One item of a batch from a callable or an iterable, as the input's dtype.
-
-    A dtype that does not become the input's without changing kind (complex
-    for a float input) is refused, as the same array given directly is.
-    """
-    if not (hasattr(x, "tocsr") and hasattr(x, "astype")):  # not scipy.sparse
-        x = np.asarray(x)
-    if x.dtype != dtype and not np.can_cast(x.dtype, dtype, casting="same_kind"):
-        raise ValueError(
-            f"{name}: batch input {index} has dtype {x.dtype}, which cannot become {dtype}")
-    if hasattr(x, "tocsr"):
-        return x if x.dtype == dtype else x.astype(dtype)
-    return x.astype(dtype, copy=False)
 
 
 def _make_rng(rng):
@@ -147,71 +90,6 @@ def _checked_state(ds, state):
                 f"dataset {ds.name!r}: saved permutation does not fit its "
                 f"{size} {'samples' if ds.shuffle_samples else 'batches'}")
     return rng, position, perm
-
-
-def _not_an_array(x):
-    """Whether ``x`` cannot be one input's part of a batch.
-
-    A batch item is an array with an entry per sample: a numpy array (a 0-d
-    one for a scalar input), a pandas or scipy.sparse object, a PyTensor
-    shared variable, or a (nested) list or tuple of numbers. A bare number,
-    a string, None, a dict or another object is none of these.
-    """
-    return not (isinstance(x, (list, tuple)) or _is_array(x) or hasattr(x, "__array__"))
-
-
-def _check_items(name, batch, where):
-    """Refuse a batch (list or tuple) holding an item that is no array.
-
-    ``where`` says whose batch it is: ``'batch 3 holds'``, ``'the callable
-    returned'``.
-    """
-    for i, x in enumerate(batch):
-        if _not_an_array(x):
-            hint = ""
-            if isinstance(x, (numbers.Number, np.generic)):
-                hint = f"; for a 0-d input pass numpy.asarray({x!r})"
-            raise ValueError(
-                f"{name}: {where} {x!r} (type {type(x).__name__}) as input {i}, which is "
-                "not an array: a batch holds one array per input of the loss (numpy "
-                f"arrays, pandas, scipy.sparse, nested lists of numbers){hint}")
-
-
-def _check_batch(name, batch, ndims, names):
-    """A converted batch of a callable or an iterable: each item of its input's
-    number of dimensions, and a first array that is not empty.
-
-    The arrays of such a batch may differ in length (an index array beside
-    a block of rows, say): the loss's graph decides what fits. The batch's
-    weight in the monitors' means is the first array's length.
-    """
-    for i, (x, n, var) in enumerate(zip(batch, ndims, names)):
-        have = getattr(x, "ndim", None)
-        if n is not None and have is not None and have != n:
-            raise ValueError(
-                f"{name}: batch input {i} has {have} dimension(s) (shape "
-                f"{tuple(x.shape)}), but input {i} ({var}) of the loss is {n}-d")
-    if batch and getattr(batch[0], "ndim", 0) and batch[0].shape[0] == 0:
-        raise ValueError(
-            f"{name}: the batch is empty: its first array has shape "
-            f"{tuple(batch[0].shape)} (the batch's weight is its first array's length)")
-
-
-def _fits(array, variable, axis):
-    """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
-
-    True for a numpy array of the variable's dtype and number of dimensions
-    whose fixed sizes (PyTensor static shape) match on every axis but the
-    batch axis, which must be free. Such batches can be passed to a compiled
-    function without its per-call input checks.
-    """
-    shape = getattr(variable.type, "shape", None)
-    if (not isinstance(array, np.ndarray) or shape is None
-            or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
-            or not array.flags.aligned):
-        return False
-    return all(s is None if i == axis % array.ndim else s in (None, n)
-               for i, (s, n) in enumerate(zip(shape, array.shape)))
 
 
 class Dataset:
@@ -323,7 +201,7 @@ class Dataset:
             raise ValueError(
                 f"dataset inputs must be arrays, a list of arrays, a callable or an iterable "
                 f"of batches, got {type(inputs).__name__}")
-        if _is_array(inputs):
+        if is_array(inputs):
             inputs = [inputs]
         if callable(inputs):
             self._kind, self._callable = "callable", inputs
@@ -337,7 +215,7 @@ class Dataset:
                 self._kind, self._source = "batches", list(inputs)
                 self.iteration_size = iteration_size or len(inputs)
                 for k, batch in enumerate(self._source):
-                    _check_items(self.name, batch, f"batch {k} holds")
+                    check_items(self.name, batch, f"batch {k} holds")
             else:
                 self._kind = "arrays"
                 self._init_arrays(inputs)
@@ -359,7 +237,7 @@ class Dataset:
         if not inputs:
             raise ValueError("dataset inputs are empty: give one array per input of the loss")
         axis = self.axis
-        arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
+        arrays = [to_array(x, i) for i, x in enumerate(inputs)]
         lengths = []
         for i, a in enumerate(arrays):
             if not -a.ndim <= axis < a.ndim:
@@ -440,7 +318,7 @@ class Dataset:
             if self._kind == "batches":  # a list: every batch can be checked now
                 for k, batch in enumerate(self._source):
                     self._check_shape(batch, f"batch {k} holds")
-                    _check_batch(self.name, batch, self._ndims, self._input_names)
+                    check_batch(self.name, batch, self._ndims, self._input_names)
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
@@ -454,7 +332,7 @@ class Dataset:
             if ndim is not None and a.ndim != ndim:
                 raise ValueError(
                     f"{self.name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
-            dtype, have = np.dtype(v.dtype), _dtype(a)
+            dtype, have = np.dtype(v.dtype), dtype_of(a)
             if have != dtype:
                 if not np.can_cast(have, dtype, casting="same_kind"):
                     raise ValueError(
@@ -470,7 +348,7 @@ class Dataset:
                 self._permute(self._perm)
             elif self._buffers is not None:
                 self._buffers = self._arrays
-        self.trusted = all(_fits(a, v, self.axis) for a, v in zip(self._arrays, variables))
+        self.trusted = all(fits(a, v, self.axis) for a, v in zip(self._arrays, variables))
         self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
     def as_arguments(self, batch):
@@ -508,9 +386,9 @@ class Dataset:
     def _conformed(self, batch, where):
         """A batch of a callable or an iterable checked and cast to the inputs."""
         self._check_shape(batch, where)
-        batch = [_convert(x, d, self.name, i)
+        batch = [convert(x, d, self.name, i)
                  for i, (x, d) in enumerate(zip(batch, self._converters))]
-        _check_batch(self.name, batch, self._ndims, self._input_names)
+        check_batch(self.name, batch, self._ndims, self._input_names)
         return batch
 
     def _check_shape(self, batch, where):
@@ -519,7 +397,7 @@ class Dataset:
             raise ValueError(
                 f"{self.name}: {where} {len(batch)} arrays, but the loss has "
                 f"{len(self._converters)} inputs")
-        _check_items(self.name, batch, where)
+        check_items(self.name, batch, where)
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -634,7 +512,7 @@ class Dataset:
                 if out is None:
                     out = self._buffers[i] = np.empty_like(a, order="C" if first else "K")
                 np.take(a, perm, axis=self.axis, out=out)
-            elif _is_pandas(a):
+            elif is_pandas(a):
                 self._buffers[i] = a.iloc[perm] if first else a.iloc[:, perm]
             else:
                 self._buffers[i] = a[perm] if first else a[:, perm]
@@ -650,7 +528,7 @@ class Dataset:
     def _slice(self, array, start):
         index = [slice(None)] * array.ndim
         index[self.axis] = slice(start, start + self.batch_size)
-        if _is_pandas(array):
+        if is_pandas(array):
             return array.iloc[tuple(index)]
         return array[tuple(index)]
 
