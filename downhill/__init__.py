@@ -70,8 +70,7 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     train_monitors : dict
         Monitors of the last training iteration.
     valid_monitors : dict
-        The validation monitors yielded with it, as downhill 0.4 returned
-        (see :meth:`Optimizer.minimize`).
+        Monitors of the last validation.
     """
     if isinstance(rng, np.random.RandomState):
         shuffling = rng  # as downhill 0.4: one generator for both

@@ -448,12 +448,8 @@ class Optimizer(legacy.Compat):
         train_monitors : dict or None
             Monitors of the last training iteration (None if none ran).
         valid_monitors : dict
-            The validation monitors yielded with that iteration (the latest
-            validation made before it), as downhill 0.4 returned; when no
-            iteration ran, those of the validation that ended the run. The
-            validation the loop makes as it ends (by ``max_updates`` or
-            ``patience``) is not this one: ``opt.evaluate(valid)`` gives the
-            parameters in place, which are the best validated ones.
+            Monitors of the last validation, which follows the last
+            iteration when training ends by ``max_updates``.
         """
         return training.minimize(self, *args, **kwargs)
 

@@ -593,17 +593,15 @@ def minimize(opt, *args, **kwargs):
     train_monitors, valid_monitors : dict
         See :meth:`downhill.Optimizer.minimize`.
     """
-    pair = None
+    training = None
     SIGINT.hold()
     try:
-        for pair in iterate(opt, *args, **kwargs):
+        for training, _ in iterate(opt, *args, **kwargs):
             pass
     finally:
         # a Ctrl-C after the loop's end: the run is over, as the loop's own
         if SIGINT.discard():
             log.info("interrupted while the run was ending")
         SIGINT.release(deliver=False)
-    if pair is not None:  # what the last iteration yielded, as downhill 0.4 returned
-        return pair
     last = opt._run.last_validation
-    return None, None if last is None else collections.OrderedDict(last)
+    return training, None if last is None else collections.OrderedDict(last)
