@@ -449,7 +449,10 @@ class Optimizer(legacy.Compat):
             Monitors of the last training iteration (None if none ran).
         valid_monitors : dict
             Monitors of the last validation, which follows the last
-            iteration when training ends by ``max_updates``.
+            iteration when training ends by ``max_updates``. (downhill 0.4
+            returned the validation yielded with the last iteration, made
+            before it; ``for train, valid in opt.iterate(...): pass`` gives
+            that.)
         """
         return training.minimize(self, *args, **kwargs)
 
