@@ -321,11 +321,14 @@ def test_the_sigint_tests_pass_where_sigint_was_inherited_ignored():
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(here)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    # SIGINT ignored, then pytest exec'd: the disposition survives the exec
+    # (no preexec_fn, which would fork this multithreaded process)
+    ignore_then_exec = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                        "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
-         "sigint_at_any_update and 23 or sigint_in_a_callable or sigint_outside",
+        [sys.executable, "-c", ignore_then_exec, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-k", "sigint_at_any_update and 23 or sigint_in_a_callable or sigint_outside",
          os.path.join(here, "test_run_faults.py")],
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 passed" in done.stdout
