@@ -17,7 +17,7 @@ import logging
 import math
 import os
 
-from . import compiled, nonfinite, progress, state, validation
+from . import averaging, compiled, nonfinite, progress, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
 from .interrupts import SIGINT
@@ -351,8 +351,12 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         valid = as_dataset(opt, valid, "valid", batch_size, ordered=True)
         datasets = {"train": train, "valid": valid}
     given = opt._check_hypers(hyperparameters)  # a call that fails loads nothing
+    saved = None
     if resume and os.path.exists(checkpoint):
         saved = state.read(opt, checkpoint)
+    # the settings that will be in force fit together (those of a checkpoint too)
+    averaging.check({**opt._defaults, **state.saved_settings(saved), **given})
+    if saved is not None:
         # the schedules of this call take the saved states: checked before loading
         state.check_schedule_states(_schedules(opt, given), state.schedule_tables(saved))
         state.load_state_dict(opt, saved, datasets=datasets)
@@ -381,7 +385,7 @@ def _compile(opt, train, valid):
     """Compile every function the loop will call, machine code included,
     so that the display shows it as the compile phase."""
     step, names, guarded = opt._functions.step()
-    evaluate = opt._functions.evaluate()
+    evaluate = opt._functions.evaluate(opt._evaluation_point())
     called = [opt._functions.in_graph(step) if getattr(train, "in_graph", False) else step,
               opt._functions.in_graph(evaluate) if getattr(valid, "in_graph", False)
               else evaluate]
@@ -400,7 +404,8 @@ def _validate(opt, dataset, settings, display):
     run = opt._run
     before = dataset.state_dict()
     try:
-        monitors, finite = run_batches(opt, opt._functions.evaluate(), dataset)
+        point = opt._evaluation_point()  # the parameters, or e.g. their average
+        monitors, finite = run_batches(opt, opt._functions.evaluate(point), dataset)
     except BaseException:
         dataset.load_state_dict(before)
         raise
@@ -408,7 +413,7 @@ def _validate(opt, dataset, settings, display):
         raise _NonFinite(
             f"non-finite validation loss at iteration {run.iteration}: "
             f"{monitors_text(monitors)}")
-    improved = run.validated(monitors, opt._params, settings["min_improvement"])
+    improved = run.validated(monitors, point or opt._params, settings["min_improvement"])
     for schedule in opt._schedules.values():
         observe = getattr(schedule, "observe", None)
         if observe is not None:
@@ -466,6 +471,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         with display.compiling():
             step, names, guarded = _compile(opt, train, valid)
             SIGINT.check()  # a Ctrl-C during the compilation ends the call here
+        averaging.begin_run(opt, run)
         display.on_start(run, max_updates)
         watched = _watched(opt)  # what the finiteness check reads, once per run
         if run.fails > settings["patience"]:
@@ -568,10 +574,9 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
 
 
 def restore_best(opt):
-    """Put the best validated parameters back, if they are not in place."""
-    if opt._run.best_in_place():
-        return  # the parameters in place are the best ones
-    opt.set_params("best")
+    """Put the parameters that ``final_params`` chooses in place (by default the
+    best validated ones, if they are not in place); see :func:`downhill.averaging.finish`."""
+    averaging.finish(opt)
 
 
 def minimize(opt, *args, **kwargs):
