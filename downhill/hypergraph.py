@@ -67,7 +67,7 @@ class _GraphOps:
 
 
 #: The operations of :meth:`downhill.schedules.Schedule._formula` on PyTensor
-#: expressions (those on Python numbers: :data:`downhill.schedules.PYTHON`).
+#: expressions (those on Python numbers: ``downhill.schedules.PYTHON``).
 GRAPH = _GraphOps()
 
 

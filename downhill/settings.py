@@ -131,9 +131,9 @@ class Settings:
         A name no declaration knows gives one
         :class:`~downhill.DownhillWarning` per optimizer and name (naming
         the closest known name, if one is close) and is left out; one of
-        :data:`~downhill.hyperparams.ALIASES` stands for its hyperparameter,
+        ``downhill.hyperparams.ALIASES`` stands for its hyperparameter,
         with a warning. The known values are checked by
-        :func:`downhill.validation.check_hypers`.
+        ``downhill.validation.check_hypers``.
 
         Parameters
         ----------
@@ -396,7 +396,7 @@ class Settings:
         -------
         tuple of (str, object)
             ``(name, part)`` for each hyperparameter whose value decides a
-            part of the graph (see :meth:`Hyper.structure`), and
+            part of the graph (see :meth:`downhill.hyperparams.Hyper.structure`), and
             ``(name, form)`` for each graph schedule (its skeleton) and
             PyTensor value (the variable).
         """

@@ -134,8 +134,9 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
     resume), the Python schedules (plain functions) are applied before
     every batch (graph schedules are computed by the step itself), and the
     update count (mirroring the counter the step advances), the batches
-    done and the running sums advance in the run state after every step, so that the state between two batches is always
-    consistent (what a Ctrl-C saves). With ``guarded`` the last output of
+    done and the running sums advance in the run state after every step,
+    so that the state between two batches is always consistent (what a
+    Ctrl-C saves). With ``guarded`` the last output of
     ``fn`` says whether the step was finite: a non-finite step was not
     applied and its batch is left out of the means, until more than
     ``max_skips`` come in a row.

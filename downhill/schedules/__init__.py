@@ -8,7 +8,7 @@ a clipping limit, epsilon); its range is checked as for a number.
 
 **Graph schedules.** The classes here, except :class:`ReduceOnPlateau`,
 write their formula once, for Python numbers and PyTensor expressions
-alike (:meth:`Schedule._formula`). The optimizer builds it into the update
+alike (:meth:`~downhill.schedules.Schedule._formula`). The optimizer builds it into the update
 graph as an expression of its update counter, which the compiled step
 advances itself, so the step computes the value: in
 :meth:`~downhill.Optimizer.iterate`, in
@@ -57,7 +57,7 @@ A linear warm-up before any schedule is a :class:`Sequence`::
 
 A new graph schedule subclasses :class:`Schedule` and implements
 ``_formula(n, p, ops)`` with the operations of ``ops`` (see
-:meth:`Schedule._formula`), ``_breaks()`` and ``_limit()`` for its range,
+:meth:`~downhill.schedules.Schedule._formula`), ``_breaks()`` and ``_limit()`` for its range,
 and lists its numbers in ``_NUMBERS``.
 """
 

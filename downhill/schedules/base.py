@@ -1,5 +1,5 @@
 """The base class of the schedules, :class:`Schedule`, and the operations
-their formulas use on Python numbers (:data:`PYTHON`).
+their formulas use on Python numbers (``downhill.schedules.PYTHON``).
 
 The same operations on PyTensor expressions, and how a schedule becomes a
 part of the update graph, live in :mod:`downhill.hypergraph`.
@@ -35,7 +35,7 @@ def _update_count(owner, n):
 
 
 class _PythonOps:
-    """The operations a formula uses, on Python numbers (see :data:`PYTHON`)."""
+    """The operations a formula uses, on Python numbers (see ``downhill.schedules.PYTHON``)."""
 
     pi = math.pi
     cos = staticmethod(math.cos)
@@ -112,7 +112,7 @@ class Schedule:
             shared scalars (lists of them for a list) and whose ``_PARTS``
             attribute lists such objects for the parts.
         ops : object
-            The operations, :data:`PYTHON` or the graph's: ``where(c, a, b)``,
+            The operations, ``downhill.schedules.PYTHON`` or the graph's: ``where(c, a, b)``,
             ``maximum``, ``minimum``, ``cos``, ``floor_div``, ``float`` (an
             integer as a float64), ``piecewise(n, starts, pieces)`` and
             ``pi``. Arithmetic operators work on both kinds of numbers.
