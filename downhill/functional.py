@@ -2,10 +2,10 @@
 
 ``pymc.variational.updates`` and ``lasagne.updates`` define an optimizer as
 a function ``f(loss_or_grads, params, **hyperparameters)`` returning an
-``OrderedDict`` of updates; called with neither argument it returns itself
-with the hyperparameters bound, which is what ``pm.fit(...,
-obj_optimizer=...)`` takes. :func:`updates` gives every downhill algorithm
-that form.
+``OrderedDict`` of updates; called with neither argument it returns a
+``functools.partial`` of itself with the hyperparameters bound, which is
+what ``pm.fit(..., obj_optimizer=...)`` takes. :func:`updates` gives every
+downhill algorithm that form (:class:`UpdateFunction`).
 """
 
 import collections
@@ -138,23 +138,32 @@ def updates(algo, loss_or_grads=None, params=None, **hyperparameters):
         The algorithm's hyperparameters, e.g. ``learning_rate=0.01``; each
         numeric one lives in a shared scalar of the optimizer, so it can be
         changed later (``result.optimizer.learning_rate.set_value(0.005)``,
-        e.g. from a ``pm.fit`` callback).
+        e.g. from a ``pm.fit`` callback). A numeric one also takes a graph
+        schedule from :mod:`downhill.schedules`, which the step computes
+        from the optimizer's update counter (so it works inside ``pm.fit``),
+        or a PyTensor shared variable or float scalar expression, read as it
+        is.
 
     Returns
     -------
     Updates or UpdateFunction
         With both ``loss_or_grads`` and ``params``: an ``OrderedDict`` of
-        updates (parameters and optimizer state) for
-        ``pytensor.function(..., updates=...)``. With neither: a callable
-        taking ``(loss_or_grads, params)``, e.g. for
-        ``pm.fit(obj_optimizer=downhill.updates("rmsprop", learning_rate=0.01))``.
+        updates (parameters, optimizer state, the update counter) for
+        ``pytensor.function(..., updates=...)``. With neither: a
+        ``functools.partial`` taking ``(loss_or_grads, params,
+        **hyperparameters)``, as PyMC's update functions are, e.g. for
+        ``pm.fit(obj_optimizer=downhill.updates("rmsprop", learning_rate=0.01))``;
+        keywords given when it is called override the bound ones.
 
     Raises
     ------
     ValueError
         If only one of ``loss_or_grads`` and ``params`` is given, a
         parameter is not a shared variable, the number of gradients differs
-        from the number of parameters, or a hyperparameter is out of range.
+        from the number of parameters, a hyperparameter is out of range, or
+        a hyperparameter is a Python schedule (a plain function,
+        ``ReduceOnPlateau``), which only downhill's training loop can
+        evaluate: the message names the graph schedules.
 
     Examples
     --------
