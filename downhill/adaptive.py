@@ -6,7 +6,7 @@ import pytensor.tensor as pt
 
 from .base import Optimizer
 from .compat import normal_with_next_rng, pullback, pushforward
-from .hyperparams import Hyper
+from .hyperparams import Hyper, is_number
 from .registry import register
 from .util import as_float, halflife_to_decay
 
@@ -183,7 +183,9 @@ class RProp(Optimizer):
     def _configure(self, given):
         values = dict(self._defaults)
         values.update(self._check_hypers(given))
-        if values["rprop_min_step"] > values["rprop_max_step"]:
+        # numbers only: a schedule's or a PyTensor value's steps meet in the graph's clip
+        if is_number(values["rprop_min_step"]) and is_number(values["rprop_max_step"]) \
+                and values["rprop_min_step"] > values["rprop_max_step"]:
             raise ValueError(
                 f"invalid rprop_min_step: {values['rprop_min_step']!r} (must be <= "
                 f"rprop_max_step, which is {values['rprop_max_step']!r})")

@@ -21,9 +21,8 @@ Until update :math:`s` the average follows the parameter; from there on
 the exponential average (Keras' ``use_ema``, ``torch.optim.swa_utils``'s
 EMA) or the running mean of the iterates (Polyak and Juditsky 1992; SWA's
 ``AveragedModel``) starts from the parameter's value. The update count
-:math:`t` is the state scalar ``avg_clock``, advanced by every step (also
-a skipped one, as the loop's update count) and set to the loop's count
-when a run starts.
+:math:`t` is the optimizer's update counter (``update_count``, which every
+step advances, a skipped one too, and graph schedules read).
 
 **The evaluation point.** An optimizer may validate other values than the
 ones its step moves: the average here, Schedule-Free's averaged iterate
@@ -43,8 +42,8 @@ from pytensor.graph.replace import clone_replace
 from .hyperparams import Hyper
 from .util import as_float, halflife_to_decay
 
-__all__ = ["HYPERS", "check", "updates", "clock_updates", "evaluation_point", "at_point",
-           "begin_run", "finish"]
+__all__ = ["HYPERS", "check", "updates", "evaluation_point", "at_point", "begin_run",
+           "finish"]
 
 #: The hyperparameters of averaging and of what validation reads.
 HYPERS = (
@@ -115,8 +114,9 @@ def updates(opt, steps):
     first = pt.eq(count, 0)
     follow, active = first, None
     if start > 0:  # not started yet: the average follows the parameter
-        active = pt.ge(opt._global_state("avg_clock"), start)
-        follow = pt.or_(first, pt.lt(opt._global_state("avg_clock"), start))
+        clock = opt._settings.counter   # the updates before this one
+        active = pt.ge(clock, start)
+        follow = pt.or_(first, pt.lt(clock, start))
     pairs = []
     for param, new in steps:
         avg = opt._state_like(param, "avg")
@@ -128,27 +128,6 @@ def updates(opt, steps):
         pairs.append((avg, pt.switch(follow, new, mean)))
     pairs.append((count, count + 1 if active is None else count + pt.cast(active, "int64")))
     return pairs
-
-
-def clock_updates(opt):
-    """The update counter's pair, when ``average_start`` needs it.
-
-    It advances with every step, applied or skipped, so it goes outside the
-    non-finite guard.
-
-    Parameters
-    ----------
-    opt : Optimizer
-        The optimizer.
-
-    Returns
-    -------
-    list of (SharedVariable, expression)
-    """
-    if opt._values["average"] == "none" or opt._values["average_start"] == 0:
-        return []
-    clock = opt._global_state("avg_clock")
-    return [(clock, clock + 1)]
 
 
 def evaluation_point(opt):
@@ -198,21 +177,18 @@ def at_point(opt, point, outputs, updates):
 
 
 def begin_run(opt, run):
-    """Before a run's first step: the clock at the loop's update count, and an
-    average that has not started equal to its parameter.
+    """Before a run's first step: an average that has not started equal to its
+    parameter (it may have been made before the parameters were set).
 
     Parameters
     ----------
     opt : Optimizer
         The optimizer, its step graph built.
     run : RunState
-        The run (its update count).
+        The run.
     """
     if opt._values["average"] == "none":
         return
-    clock = opt._state.get((None, "avg_clock"))
-    if clock is not None:
-        clock.set_value(np.asarray(run.updates, dtype=clock.dtype))
     count = opt._state.get((None, "avg_count"))
     if count is not None and int(count.get_value()) == 0:
         for param in opt._params:

@@ -16,6 +16,7 @@ from . import (accumulate, averaging, clipping, compat, compiled, hyperparams, l
                nonfinite, training, util, validation)
 from . import state as checkpoint_state
 from .runstate import RunState
+from .settings import Settings
 from .util import log
 from .variables import StateVariables
 
@@ -121,7 +122,7 @@ class Optimizer(legacy.Compat):
                 self._monitor_names, self._monitor_exprs, self._keys, self._grads)
 
         self._run = RunState(best_params=[p.get_value() for p in self._params])
-        self._settings = hyperparams.Settings(
+        self._settings = Settings(
             self.hyperparameters(), self._dtype, type(self).__name__, hyperparameters)
         self._configure({})
 
@@ -150,9 +151,10 @@ class Optimizer(legacy.Compat):
         """Validate hyperparameters, store them and write the shared scalars.
 
         A hook: an algorithm whose hyperparameters constrain each other
-        checks them here before calling this.
+        checks them here before calling this. Schedules are evaluated at the
+        optimizer's update count.
         """
-        return self._settings.configure(given, self._run.updates)
+        return self._settings.configure(given)
 
     # the values in force, their defaults, shared scalars and schedules
     _values = property(lambda self: self._settings.values,
@@ -162,8 +164,14 @@ class Optimizer(legacy.Compat):
     _schedules = property(lambda self: self._settings.schedules)
 
     def _hyper(self, attr, like):
-        """A hyperparameter's shared scalar, cast to ``like``'s dtype."""
-        return util.as_float(self._shared[attr], like.dtype)
+        """What the update graph reads for a hyperparameter, cast to ``like``'s dtype.
+
+        ``attr`` names its shared scalar (``"learning_rate"``, ``"ewma"``):
+        the scalar itself for a number, else the expression of a graph
+        schedule or the PyTensor value given, with the declared transform
+        (see :meth:`downhill.settings.Settings.graph_value`).
+        """
+        return util.as_float(self._settings.graph_value(attr), like.dtype)
 
     def _structure(self):
         """The hyperparameter choices that change the shape of the graph."""
@@ -236,10 +244,11 @@ class Optimizer(legacy.Compat):
         else e.g. accumulated ones), and the clipped gradients they used."""
         grads = self._grads if grads is None else grads
         updates = list(self._global_updates())
-        momentum = self._values["momentum"] != 0
+        momentum = self._settings.on("momentum")
         nesterov = momentum and self._values["nesterov"]
-        decay = self._values["weight_decay"] != 0
-        clipped = clipping.clip_gradients(grads, self._values, self._shared, self._dtype)
+        decay = self._settings.on("weight_decay")
+        limits = {name: self._settings.graph_value(name) for name in clipping.LIMITS}
+        clipped = clipping.clip_gradients(grads, self._values, limits, self._dtype)
         steps = []
         for param, grad in zip(self._params, clipped):
             delta, state = self._step(param, grad)
@@ -260,7 +269,8 @@ class Optimizer(legacy.Compat):
         updates.extend(averaging.updates(self, steps))
         if self._values["on_nonfinite"] == "skip":
             updates = nonfinite.guard(updates, self._finite_check(grads))
-        updates.extend(averaging.clock_updates(self))
+        # the update counter and the schedules' values in force: a skipped step counts
+        updates.extend(self._settings.graph_updates())
         return updates, clipped
 
     def _evaluation_point(self):
@@ -307,24 +317,35 @@ class Optimizer(legacy.Compat):
         ----------
         **hyperparameters
             Hyperparameter values (see :meth:`hyperparameters`); the rest
-            take the optimizer's defaults. Numeric values are written into
-            shared scalars, so they can be changed later without a new graph
-            (``opt.learning_rate.set_value(...)``). A schedule is evaluated
-            once, here, at the current update count: only :meth:`iterate`
-            applies schedules before every update.
+            take the optimizer's defaults. Numbers are written into shared
+            scalars, so they can be changed later without a new graph
+            (``opt.learning_rate.set_value(...)``). A numeric hyperparameter
+            also takes a graph schedule from :mod:`downhill.schedules`,
+            which the step computes itself from the optimizer's update
+            counter at every call, or a PyTensor shared variable or float
+            scalar expression, which the step reads as it is (set a shared
+            variable between calls to change it).
 
         Returns
         -------
         list of (SharedVariable, expression) pairs
-            New values of the parameters and every state variable. Give them
-            to ``pytensor.function(..., updates=...)`` to get a step function.
+            New values of the parameters and every state variable, the
+            advance of the update counter (``update_count``) and, for each
+            graph schedule, its value for the next step in the
+            hyperparameter's shared scalar (``opt.learning_rate.get_value()``
+            reads it back). Give them to ``pytensor.function(...,
+            updates=...)`` to get a step function.
 
         Raises
         ------
         ValueError
             For a value outside its allowed range (an unknown name is
-            ignored with a :class:`~downhill.DownhillWarning`).
+            ignored with a :class:`~downhill.DownhillWarning`), and for a
+            Python schedule (a plain function, ``ReduceOnPlateau``): only
+            :meth:`iterate` evaluates those, and your function would keep
+            their first value. Nothing changes then.
         """
+        self._settings.check_graph_use(self._check_hypers(hyperparameters), "get_updates()")
         self._configure(hyperparameters)
         return list(self._updates())
 
@@ -433,8 +454,12 @@ class Optimizer(legacy.Compat):
             :meth:`load_state_dict` before calling has the same effect.
         **hyperparameters
             See :meth:`hyperparameters`; e.g. ``learning_rate=1e-3``,
-            ``momentum=0.9``, ``patience=5``. ``learning_rate`` and
-            ``momentum`` also take a schedule (see :mod:`downhill.schedules`).
+            ``momentum=0.9``, ``patience=5``. Every numeric hyperparameter of
+            the update (``learning_rate``, ``momentum``, ``weight_decay``,
+            half-lives, clipping limits, epsilon) also takes a schedule (see
+            :mod:`downhill.schedules`: a graph schedule is computed inside
+            the step, a plain function before every update) or a PyTensor
+            shared variable or expression of shared variables.
             Also ``progressbar`` (None: on a terminal or in a notebook; see
             :mod:`downhill.progress`) and, in JAX mode, ``devices`` (an int or
             a list of devices to shard batches over; see :mod:`downhill.jaxmode`).
@@ -496,9 +521,11 @@ class Optimizer(legacy.Compat):
         dict
             ``algorithm``; ``params`` and ``state`` (arrays by name; a random
             generator's state as a dict); ``hyperparameters`` (the current
-            values; for a schedule, its latest value) and ``schedules`` (the
-            state of schedules that have one); ``counters`` (iterations,
-            updates); ``progress`` (an unfinished iteration's batches and
+            values; for a schedule, its value in force; for a PyTensor
+            shared variable or constant, the number it holds, and nothing
+            for an expression) and ``schedules`` (the state of schedules
+            that have one); ``counters`` (iterations, updates: the update
+            counter that graph schedules read); ``progress`` (an unfinished iteration's batches and
             sums); ``early_stopping`` (best loss, its iteration and
             parameters, validations without improvement); ``datasets``.
         """

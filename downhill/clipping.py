@@ -2,13 +2,15 @@
 per-parameter norm or element limits.
 
 The limits live in the optimizer's shared scalars, so a new limit needs no
-new graph; whether each limit is on (non-zero) is part of the graph's
-structure.
+new graph (or are schedules or PyTensor values, see
+:mod:`downhill.settings`); whether each limit is on (non-zero, or not a
+number) is part of the graph's structure.
 """
 
 import pytensor.tensor as pt
 
 from .compat import l2_norm
+from .hyperparams import is_on
 from .util import as_float
 
 __all__ = ["LIMITS", "clipping_on", "clip_gradients"]
@@ -29,15 +31,15 @@ def clipping_on(values):
     -------
     bool
     """
-    return any(values[name] > 0 for name in LIMITS)
+    return any(is_on(values[name]) for name in LIMITS)
 
 
 def _clip_one(grad, values, shared):
     """Apply the per-parameter clipping to one gradient."""
-    if values["max_gradient_elem"] > 0:
+    if is_on(values["max_gradient_elem"]):
         limit = as_float(shared["max_gradient_elem"], grad.dtype)
         return pt.clip(grad, -limit, limit)
-    if values["max_gradient_norm"] > 0:
+    if is_on(values["max_gradient_norm"]):
         limit = as_float(shared["max_gradient_norm"], grad.dtype)
         norm = l2_norm(grad)
         return grad * pt.minimum(as_float(1, grad.dtype), limit / norm)
@@ -57,8 +59,9 @@ def clip_gradients(grads, values, shared, dtype):
         One gradient per parameter.
     values : dict
         The hyperparameter values in force (which limits are on).
-    shared : dict of str to SharedVariable
-        The optimizer's shared scalars (the limits).
+    shared : mapping of str to pytensor scalar
+        What the graph reads for each limit, by name (the optimizer's
+        shared scalars, or expressions for schedules and PyTensor values).
     dtype : str
         The dtype in which the global norm is computed.
 
@@ -68,7 +71,7 @@ def clip_gradients(grads, values, shared, dtype):
         The clipped gradients, each of its gradient's dtype.
     """
     grads = list(grads)
-    if values["max_gradient_global_norm"] > 0:
+    if is_on(values["max_gradient_global_norm"]):
         total = l2_norm(grads, dtype)
         limit = as_float(shared["max_gradient_global_norm"], dtype)
         scale = pt.minimum(as_float(1, dtype), limit / total)

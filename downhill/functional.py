@@ -2,19 +2,21 @@
 
 ``pymc.variational.updates`` and ``lasagne.updates`` define an optimizer as
 a function ``f(loss_or_grads, params, **hyperparameters)`` returning an
-``OrderedDict`` of updates; called with neither argument it returns itself
-with the hyperparameters bound, which is what ``pm.fit(...,
-obj_optimizer=...)`` takes. :func:`updates` gives every downhill algorithm
-that form.
+``OrderedDict`` of updates; called with neither argument it returns a
+``functools.partial`` of itself with the hyperparameters bound, which is
+what ``pm.fit(..., obj_optimizer=...)`` takes. :func:`updates` gives every
+downhill algorithm that form (:class:`UpdateFunction`).
 """
 
 import collections
+import functools
 
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Variable
 
 from . import validation
-from .registry import ALGORITHMS, build
+from .registry import _lookup, build
+from .settings import check_graph_use
 
 __all__ = ["updates", "Updates", "UpdateFunction"]
 
@@ -37,36 +39,54 @@ class Updates(collections.OrderedDict):
     optimizer = None
 
 
-class UpdateFunction:
-    """An algorithm with its hyperparameters bound: ``f(loss_or_grads, params)``.
+class UpdateFunction(functools.partial):
+    """An algorithm with its hyperparameters bound: ``f(loss_or_grads, params, **hyperparameters)``.
 
     Made by :func:`updates` when it is called without ``loss_or_grads`` and
     ``params``; PyMC's ``pm.fit(obj_optimizer=...)`` calls it with the
-    gradients of its objective.
+    gradients of its objective. Like the update functions of
+    ``pymc.variational.updates`` it is a ``functools.partial`` of
+    :func:`updates`: ``func`` is :func:`updates`, ``args`` the algorithm's
+    name, and ``keywords`` the hyperparameters bound. Keywords given at the
+    call override the bound ones (``fn(loss, params, learning_rate=0.02)``),
+    so ``functools.partial(fn, learning_rate=0.02)`` works too; called with
+    neither ``loss_or_grads`` nor ``params`` it returns a new function with
+    the keywords added.
 
     Parameters
     ----------
+    func : callable
+        :func:`updates`.
     algo : str
         The algorithm's name.
-    hyperparameters : dict
+    **hyperparameters
         Its hyperparameters.
 
     Attributes
     ----------
     optimizer : Optimizer or None
-        The optimizer made by the latest call (None before the first).
+        The optimizer made by the latest call (None before the first). Its
+        attributes are reachable through this object too:
+        ``fn.learning_rate.set_value(...)``, e.g. from a ``pm.fit`` callback.
     """
 
-    def __init__(self, algo, hyperparameters):
-        self.algo = algo
-        self.hyperparameters = dict(hyperparameters)
-        self.optimizer = None
+    optimizer = None
+
+    @property
+    def algo(self):
+        """The algorithm's name."""
+        return self.args[0]
+
+    @property
+    def hyperparameters(self):
+        """The bound hyperparameters (a copy of ``keywords``)."""
+        return dict(self.keywords)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.keywords.items())
         return f"downhill.updates({self.algo!r}{', ' if args else ''}{args})"
 
-    def __call__(self, loss_or_grads=None, params=None):
+    def __call__(self, loss_or_grads=None, params=None, **hyperparameters):
         """Build the updates for a loss or gradients.
 
         Parameters
@@ -75,15 +95,20 @@ class UpdateFunction:
             A scalar loss, or one gradient per parameter.
         params : list of SharedVariable
             The parameters.
+        **hyperparameters
+            Hyperparameters for this call, over the bound ones.
 
         Returns
         -------
-        Updates
+        Updates or UpdateFunction
             An ``OrderedDict`` of updates (its ``optimizer`` attribute holds
-            the optimizer).
+            the optimizer); with neither ``loss_or_grads`` nor ``params``, a
+            new update function with ``hyperparameters`` bound too.
         """
-        result = updates(self.algo, loss_or_grads, params, **self.hyperparameters)
-        self.optimizer = result.optimizer
+        keywords = dict(self.keywords, **hyperparameters)
+        result = self.func(*self.args, loss_or_grads, params, **keywords)
+        if isinstance(result, Updates):
+            self.optimizer = result.optimizer
         return result
 
     def __getattr__(self, name):
@@ -113,23 +138,32 @@ def updates(algo, loss_or_grads=None, params=None, **hyperparameters):
         The algorithm's hyperparameters, e.g. ``learning_rate=0.01``; each
         numeric one lives in a shared scalar of the optimizer, so it can be
         changed later (``result.optimizer.learning_rate.set_value(0.005)``,
-        e.g. from a ``pm.fit`` callback).
+        e.g. from a ``pm.fit`` callback). A numeric one also takes a graph
+        schedule from :mod:`downhill.schedules`, which the step computes
+        from the optimizer's update counter (so it works inside ``pm.fit``),
+        or a PyTensor shared variable or float scalar expression, read as it
+        is.
 
     Returns
     -------
     Updates or UpdateFunction
         With both ``loss_or_grads`` and ``params``: an ``OrderedDict`` of
-        updates (parameters and optimizer state) for
-        ``pytensor.function(..., updates=...)``. With neither: a callable
-        taking ``(loss_or_grads, params)``, e.g. for
-        ``pm.fit(obj_optimizer=downhill.updates("rmsprop", learning_rate=0.01))``.
+        updates (parameters, optimizer state, the update counter) for
+        ``pytensor.function(..., updates=...)``. With neither: a
+        ``functools.partial`` taking ``(loss_or_grads, params,
+        **hyperparameters)``, as PyMC's update functions are, e.g. for
+        ``pm.fit(obj_optimizer=downhill.updates("rmsprop", learning_rate=0.01))``;
+        keywords given when it is called override the bound ones.
 
     Raises
     ------
     ValueError
         If only one of ``loss_or_grads`` and ``params`` is given, a
         parameter is not a shared variable, the number of gradients differs
-        from the number of parameters, or a hyperparameter is out of range.
+        from the number of parameters, a hyperparameter is out of range, or
+        a hyperparameter is a Python schedule (a plain function,
+        ``ReduceOnPlateau``), which only downhill's training loop can
+        evaluate: the message names the graph schedules.
 
     Examples
     --------
@@ -141,12 +175,13 @@ def updates(algo, loss_or_grads=None, params=None, **hyperparameters):
     >>> float(step())
     3.0
     """
+    cls = _lookup(algo)  # a bad name or value fails here, not inside pm.fit
+    declared = cls.hyperparameters()  # unknown names warn when it is built, as elsewhere
+    known = validation.check_hypers(
+        declared, {k: v for k, v in hyperparameters.items() if k in declared}, cls.__name__)
+    check_graph_use(declared, known, "downhill.updates()")
     if loss_or_grads is None and params is None:
-        cls = _algorithm(algo)  # a bad name or value fails here, not inside pm.fit
-        declared = cls.hyperparameters()  # unknown names warn when it is called, as elsewhere
-        validation.check_hypers(
-            declared, {k: v for k, v in hyperparameters.items() if k in declared}, cls.__name__)
-        return UpdateFunction(algo, hyperparameters)
+        return UpdateFunction(updates, algo, **hyperparameters)
     if loss_or_grads is None or params is None:
         raise ValueError("Please provide both `loss_or_grads` and `params` to get updates")
     params = list(params)
@@ -164,10 +199,3 @@ def updates(algo, loss_or_grads=None, params=None, **hyperparameters):
     result = Updates(opt.get_updates())
     result.optimizer = opt
     return result
-
-
-def _algorithm(algo):
-    if not isinstance(algo, str) or algo.lower() not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm {algo!r}; known algorithms: {', '.join(sorted(ALGORITHMS))}")
-    return ALGORITHMS[algo.lower()]

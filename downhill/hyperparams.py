@@ -1,23 +1,30 @@
-"""Hyperparameters: how each is declared (:class:`Hyper`), the ones every
-algorithm shares (:data:`COMMON`), and :class:`Settings`, the values an
-optimizer has in force: defaults, shared scalars and schedules.
+"""Hyperparameters: how each is declared (:class:`Hyper`) and the ones every
+algorithm shares (:data:`COMMON`).
 
 One declaration (name, default, type, range) drives validation, the
 documentation tables, the command line's options and ``downhill
 algorithms``. A keyword no declaration knows is ignored with one
 :class:`~downhill.DownhillWarning` per optimizer and name, as downhill 0.4
 accepted every keyword; values of known names are always validated.
+
+A numeric hyperparameter that the update graph reads (one declared with a
+shared scalar) takes a number, a schedule, or a PyTensor shared variable or
+scalar expression. A number lives in the optimizer's shared scalar; a graph
+schedule or a PyTensor value becomes part of the graph
+(:mod:`downhill.hypergraph`); a Python schedule (a plain function,
+``ReduceOnPlateau``) is evaluated by the training loop, which writes its
+values into the shared scalar. The values an optimizer has in force live in
+:class:`downhill.settings.Settings`.
 """
 
 import math
 import numbers
 
 import numpy as np
-import pytensor
 
-from . import util, validation
+from . import hypergraph
 
-__all__ = ["Hyper", "COMMON", "ALIASES", "declarations", "Settings"]
+__all__ = ["Hyper", "COMMON", "ALIASES", "declarations", "is_number", "is_on"]
 
 
 class Hyper:
@@ -57,14 +64,22 @@ class Hyper:
         ``hv_method``); a callable maps the value to the part that is (e.g.
         ``on_nonfinite``, where only ``'skip'`` changes the graph).
     schedulable : bool, optional
-        The value may also be a callable ``f(update_count) -> float`` (a
-        schedule, see :mod:`downhill.schedules`), evaluated before every
-        update; each value it returns is validated like a number.
+        The value may also be a schedule (see :mod:`downhill.schedules`) or
+        a PyTensor shared variable or float scalar expression; its values
+        are validated like a number's (see :meth:`validate`). Default: true
+        when the value lives in a shared scalar (``shared``), which the
+        update graph reads.
+
+    Notes
+    -----
+    A ``transform`` must take a PyTensor float64 scalar as well as a
+    number: it is applied inside the graph to a scheduled or symbolic
+    value (:func:`downhill.util.halflife_to_decay` does both).
     """
 
     def __init__(self, name, default, doc, kind=float, low=None, high=None,
                  low_open=False, high_open=False, choices=(), shared=None,
-                 transform=None, switch=False, structural=False, schedulable=False):
+                 transform=None, switch=False, structural=False, schedulable=None):
         self.name = name
         self.default = default
         self.doc = doc
@@ -78,7 +93,7 @@ class Hyper:
         self.transform = transform
         self.switch = switch
         self.structural = structural
-        self.schedulable = schedulable
+        self.schedulable = bool(shared) if schedulable is None else bool(schedulable)
 
     def __repr__(self):
         return f"Hyper({self.name!r}, default={self.default!r}, range={self.range_text()!r})"
@@ -89,10 +104,11 @@ class Hyper:
             return "True or False"
         if self.kind is str:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        text = self._number_range()
+        text = self.number_range()
         return text + " or a schedule" if self.schedulable else text
 
-    def _number_range(self):
+    def number_range(self):
+        """Describe the allowed numbers, e.g. ``'0 <= x < 1'``, without schedules."""
         low, high = self.low, self.high
         lo_op = "<" if self.low_open else "<="
         hi_op = "<" if self.high_open else "<="
@@ -111,7 +127,12 @@ class Hyper:
         Parameters
         ----------
         value : object
-            The value the caller gave.
+            The value the caller gave. For a schedulable hyperparameter
+            also a schedule, checked over its whole range when it can tell
+            it (:meth:`downhill.schedules.Schedule.bounds`; a plain function
+            is checked at every value it returns), or a PyTensor float
+            scalar, checked now if it holds a number (a shared variable, a
+            constant) and in the graph at every step.
 
         Returns
         -------
@@ -125,8 +146,13 @@ class Hyper:
             message names the hyperparameter, the value and what is allowed.
         """
         bad = f"invalid {self.name}: {value!r} (must be {self.range_text()})"
+        if hypergraph.is_symbolic(value):
+            if not self.schedulable:
+                raise ValueError(f"invalid {self.name}: {value!r} (must be "
+                                 f"{self.range_text()}: a number, not a PyTensor variable)")
+            return hypergraph.check_symbolic(self, value)
         if self.schedulable and callable(value):
-            return value
+            return self._check_bounds(value)
         if self.kind is bool:
             if isinstance(value, (bool, np.bool_)):
                 return bool(value)
@@ -150,6 +176,38 @@ class Hyper:
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             raise ValueError(bad)
         return value
+
+    def accepts(self, value):
+        """Whether a schedule's or a PyTensor scalar's value is in range.
+
+        As :meth:`validate` for a number, except that the lower bound of an
+        open range is allowed (a learning rate warming up from 0).
+
+        Parameters
+        ----------
+        value : float
+
+        Returns
+        -------
+        bool
+        """
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            return False
+        if self.low is not None and value < self.low:
+            return False
+        return self.high is None or value < self.high or (
+            value == self.high and not self.high_open)
+
+    def _check_bounds(self, schedule):
+        bounds = getattr(schedule, "bounds", None)
+        found = bounds() if callable(bounds) else None
+        if found is not None and not all(self.accepts(v) for v in found):
+            low, high = found
+            raise ValueError(
+                f"invalid {self.name}: {schedule!r} (its values span {low!r} to {high!r}; "
+                f"must be {self.number_range()})")
+        return schedule
 
     def shared_value(self, value):
         """The number stored in this hyperparameter's shared scalar.
@@ -186,17 +244,46 @@ class Hyper:
         if self.structural:
             return value
         if self.switch:
-            return callable(value) or value != 0
+            return is_on(value)
         return None
+
+
+def is_number(value):
+    """Whether a hyperparameter's value is a plain number (not a schedule or
+    a PyTensor variable).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, numbers.Real)
+
+
+def is_on(value):
+    """Whether a switch hyperparameter's value turns its feature on: non-zero,
+    or a schedule or PyTensor value (which may be non-zero at some step).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    return not is_number(value) or value != 0
 
 
 #: Hyperparameters common to every algorithm.
 COMMON = (
     Hyper("learning_rate", 1e-4, "step size multiplying each update",
-          low=0, low_open=True, shared="learning_rate", schedulable=True),
+          low=0, low_open=True, shared="learning_rate"),
     Hyper("momentum", 0.0, "velocity decay; 0 turns momentum off",
-          low=0, high=1, high_open=True, shared="momentum", switch=True,
-          schedulable=True),
+          low=0, high=1, high_open=True, shared="momentum", switch=True),
     Hyper("nesterov", False, "use Nesterov momentum (when momentum > 0)",
           kind=bool, structural=True),
     Hyper("weight_decay", 0.0,
@@ -257,201 +344,9 @@ def declarations(cls):
     return merged
 
 
-class Settings:
-    """The hyperparameter values of one optimizer.
-
-    Holds the defaults (declared, then those given to the constructor), the
-    values in force, one shared scalar per numeric hyperparameter (so a new
-    value needs no new graph), and the schedules given for schedulable ones.
-
-    Parameters
-    ----------
-    declared : dict of str to Hyper
-        The optimizer's declarations.
-    dtype : str
-        The dtype of the shared scalars (the parameters').
-    owner : str
-        The algorithm's name, for messages.
-    given : dict
-        Defaults given to the constructor.
-    """
-
-    def __init__(self, declared, dtype, owner, given):
-        self.declared = declared
-        self.dtype = dtype
-        self.owner = owner
-        self.warned = set()  # unknown names already warned about
-        self.defaults = {name: h.default for name, h in declared.items()}
-        self.defaults.update(self.check(given))
-        self.shared = {
-            # allow_downcast: opt.learning_rate.set_value(0.01) works for float32 too
-            h.shared: pytensor.shared(np.asarray(0, dtype=dtype), name=h.shared,
-                                      allow_downcast=True)
-            for h in declared.values() if h.shared}
-        self.values = dict(self.defaults)
-        self.schedules = {}
-        self.schedule_states = {}  # saved with a checkpoint, for the next run
-
-    def check(self, given):
-        """Validate named values; ignore unknown names with a warning.
-
-        A name no declaration knows gives one
-        :class:`~downhill.DownhillWarning` per optimizer and name (naming
-        the closest known name, if one is close) and is left out; one of
-        :data:`ALIASES` stands for its hyperparameter, with a warning. The
-        known values are checked by
-        :func:`downhill.validation.check_hypers`.
-
-        Parameters
-        ----------
-        given : dict
-            Names and values.
-
-        Returns
-        -------
-        dict
-            The known values converted to their declared kinds.
-
-        Raises
-        ------
-        ValueError
-            For a value outside its allowed range, or a synonym given
-            together with its hyperparameter.
-        """
-        known = {}
-        for name, value in given.items():
-            target = ALIASES.get(name)
-            if name in self.declared:
-                known[name] = value
-            elif target in self.declared:
-                if target in given:
-                    raise ValueError(
-                        f"{name} and {target} are both given: {name} is downhill 0.4's "
-                        f"synonym of {target}; give only {target}")
-                self._warn_once(name, f"{name!r} is downhill 0.4's deprecated synonym of "
-                                      f"{target!r}, applied as {target}={value!r}")
-                known[target] = value
-            else:
-                close = util.closest_name(name, self.declared)
-                hint = f"; did you mean {close!r}?" if close else ""
-                self._warn_once(name, f"unknown hyperparameter {name!r} for {self.owner}, "
-                                      f"ignored{hint}")
-        return validation.check_hypers(self.declared, known, self.owner)
-
-    def _warn_once(self, name, message):
-        if name not in self.warned:
-            self.warned.add(name)
-            util.warn(message)
-
-    def configure(self, given, updates):
-        """Put the defaults with ``given`` applied in force; write the shared scalars.
-
-        Parameters
-        ----------
-        given : dict
-            Values for this call.
-        updates : int
-            The update count, at which schedules are evaluated.
-
-        Returns
-        -------
-        dict
-            All values in force (a schedule as given, not evaluated).
-        """
-        values = dict(self.defaults)
-        values.update(self.check(given))
-        schedules = {name: value for name, value in values.items()
-                     if self.declared[name].schedulable and callable(value)}
-        numbers = {name: self.scheduled_value(self.declared[name], f, updates)
-                   for name, f in schedules.items()}
-        for h in self.declared.values():
-            if h.shared:
-                self._write(h, numbers.get(h.name, values[h.name]))
-        self.values = values
-        self.schedules = schedules
-        return values
-
-    def _write(self, hyper, value):
-        self.shared[hyper.shared].set_value(
-            np.asarray(hyper.shared_value(value), dtype=self.dtype))
-
-    def scheduled_value(self, hyper, schedule, updates):
-        """Evaluate a schedule at an update count and check the result.
-
-        Parameters
-        ----------
-        hyper : Hyper
-            The scheduled hyperparameter.
-        schedule : callable
-            Its schedule.
-        updates : int
-            The update count.
-
-        Returns
-        -------
-        float
-            The value, validated (the lower bound of an open range is
-            allowed, e.g. a learning rate warming up from 0).
-
-        Raises
-        ------
-        ValueError
-            If the schedule fails or returns a value out of range.
-        """
-        try:
-            value = schedule(updates)
-        except Exception as error:
-            raise ValueError(
-                f"the schedule given for {hyper.name} failed at update "
-                f"{updates}: {error!r}") from error
-        try:
-            value = float(value)
-            if value == hyper.low and hyper.low_open:
-                return value  # e.g. a learning rate warming up from 0
-            return hyper.validate(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"the schedule given for {hyper.name} returned {value!r} at update "
-                f"{updates} (must be {hyper._number_range()})") from None
-
-    def apply_schedules(self, updates):
-        """Write every schedule's value at ``updates`` into its shared scalar.
-
-        Parameters
-        ----------
-        updates : int
-            The update count.
-        """
-        for name, schedule in self.schedules.items():
-            h = self.declared[name]
-            self._write(h, self.scheduled_value(h, schedule, updates))
-
-    def restore_schedule_states(self, updates):
-        """Give the schedules in force the states a loaded checkpoint saved.
-
-        Parameters
-        ----------
-        updates : int
-            The update count, to write the restored schedules' values at.
-        """
-        for name, schedule in self.schedules.items():
-            saved = self.schedule_states.pop(name, None)
-            if saved is not None and hasattr(schedule, "load_state_dict"):
-                schedule.load_state_dict(saved)
-                self.apply_schedules(updates)
-
-    def structure(self):
-        """The choices among the values in force that change the graph's shape.
-
-        Returns
-        -------
-        tuple of (str, object)
-            ``(name, part)`` for each hyperparameter whose value decides a
-            part of the graph (see :meth:`Hyper.structure`).
-        """
-        key = []
-        for h in self.declared.values():
-            part = h.structure(self.values[h.name])
-            if part is not None:
-                key.append((h.name, part))
-        return tuple(key)
+def __getattr__(name):
+    # Settings moved to downhill.settings
+    if name == "Settings":
+        from .settings import Settings
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

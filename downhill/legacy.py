@@ -6,8 +6,9 @@ rename:
 
 * hyperparameters read and set as optimizer attributes (:class:`Compat`):
   ``opt.learning_rate`` is a shared scalar (``.eval()``, ``.set_value()``),
-  ``opt.momentum`` or ``opt.patience`` the plain value in force, and
-  ``opt.hv_method = 'lop'`` is validated and used from then on;
+  or the PyTensor variable given for it, ``opt.momentum`` or
+  ``opt.patience`` the plain value in force, and ``opt.hv_method = 'lop'``
+  is validated and used from then on;
 * the 0.4 extension point, a subclass implementing
   ``_get_updates_for(param, grad)``, adapted to the ``_step`` hook
   (:func:`step_from_updates_for`);
@@ -20,6 +21,7 @@ import itertools
 
 import numpy as np
 from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Variable
 from pytensor.graph.replace import clone_replace
 
 from . import util
@@ -85,13 +87,13 @@ def _attribute(opt, name):
     if settings is not None:
         hyper = settings.declared.get(name)
         if hyper is not None:
-            if hyper.shared != name:
-                return settings.values[name]
+            value = settings.values[name]
+            if hyper.shared != name or isinstance(value, Variable):
+                return value  # a PyTensor value given: the variable the graph reads
             shared = settings.shared[name]
             if name in SHARED_ATTRIBUTES:
                 return shared
-            value = settings.values[name]
-            if callable(value):  # a schedule: its latest value
+            if callable(value):  # a schedule: its value in force
                 value = float(shared.get_value())
             return HyperValue(value, shared)
         if name in settings.shared:
@@ -125,6 +127,8 @@ class Compat:
     :class:`HyperValue` for the other numbers kept in a shared scalar
     (``momentum``, ``weight_decay``, the clipping limits), and the plain
     value for the rest (``nesterov``, ``patience``, ``hv_method``, ...).
+    A schedule's shared scalar holds its value in force; a PyTensor shared
+    variable or expression given for a hyperparameter reads as itself.
     An algorithm's derived scalars (``ewma``, ``epsilon``) read as shared
     scalars.
 

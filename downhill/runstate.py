@@ -38,7 +38,10 @@ class RunState:
     iteration : int
         Iterations done by the optimizer, over all runs.
     updates : int
-        Updates (steps) done, over all runs; schedules read this.
+        Updates (steps) done, over all runs: during a run, the Python
+        mirror of the optimizer's update counter, which the compiled step
+        advances and graph schedules read (it is taken from the counter
+        when a run starts, so steps of the caller's own functions count).
     run_start : int
         The iteration the current run started at (validations fall every
         ``validate_every`` iterations from here).

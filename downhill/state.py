@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-from . import checkpoint, validation
+from . import checkpoint, hypergraph, validation
+from .hyperparams import is_number
 from .interrupts import SIGINT
 from .runstate import RunState
 from .util import log
@@ -83,14 +84,22 @@ def state_dict(opt, datasets=None):
         See :meth:`downhill.Optimizer.state_dict`.
     """
     declared = opt.hyperparameters()
+    settings = opt._settings
+    updates = settings.count()
     hypers = {}
     for name, value in opt._values.items():
-        if callable(value):
-            value = opt._settings.scheduled_value(declared[name], value, opt._run.updates)
+        if hypergraph.is_symbolic(value):
+            # the caller's variable is the caller's: its number, for the record
+            value = hypergraph.current_value(value)
+            if value is None:
+                continue  # an expression: nothing to record
+        elif callable(value):
+            value = settings.scheduled_value(declared[name], value, updates)
         hypers[name] = value
     schedules = {name: f.state_dict() for name, f in opt._schedules.items()
                  if hasattr(f, "state_dict")}
     counters, progress, stopping = opt._run.to_dict(opt._keys)
+    counters["updates"] = updates  # the counter the graph advances
     return {
         "algorithm": type(opt).__name__,
         "params": {k: p.get_value() for k, p in zip(opt._keys, opt._params)},
@@ -159,9 +168,12 @@ def load_state_dict(opt, state, datasets=None):
     stopped (its early-stopping state and validation schedule included, and
     inside its unfinished iteration if it was saved in one); the saved
     hyperparameters become the optimizer's defaults, except where the
-    optimizer was built with a schedule, which stays (the state holds only
-    the schedule's latest value; its own state is restored when the
-    schedule is next in force).
+    optimizer was built with a schedule or a PyTensor value, which stays
+    (the state holds only its value when saved; a schedule's own state is
+    restored when the schedule is next in force). The update counter, which
+    graph schedules read, is restored from ``counters.updates``. A PyTensor
+    shared variable given for a hyperparameter is the caller's: loading
+    never writes it (restore its value yourself).
 
     Parameters
     ----------
@@ -204,9 +216,10 @@ def _load_state_dict(opt, state, datasets):
     except (TypeError, ValueError) as error:
         raise ValueError(f"state field hyperparameters does not fit: {error}") from None
     hypers.update(ended)
-    # a schedule given to the constructor stays: the state holds only its latest value
+    # a schedule or PyTensor value given to the constructor stays: the state holds
+    # only its value then
     hypers = {name: value for name, value in hypers.items()
-              if not (declared[name].schedulable and callable(opt._defaults.get(name)))}
+              if not (declared[name].schedulable and not is_number(opt._defaults.get(name)))}
     params = dict(zip(opt._keys, opt._params))
     _check_arrays("parameter", "params", state.get("params"), params)
     stopping = _table(state, "early_stopping")
@@ -264,7 +277,8 @@ def _load_state_dict(opt, state, datasets):
     # state the saved run did not use starts afresh, as in a new optimizer
     opt._variables.reset_unused(targets)
     opt._run = run
-    opt._configure({})  # again, now that the run is the saved one (ESGD's seed)
+    opt._settings.set_count(run.updates)
+    opt._configure({})  # again, now that the run is the saved one (ESGD's seed, schedules)
     opt._settings.schedule_states = dict(schedules)
 
 

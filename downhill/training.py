@@ -164,10 +164,12 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
 
     With ``train`` the pass is the run state's unfinished iteration: it
     goes on from the batches already done (``RunState.batches``, after a
-    resume), the schedules are applied before every batch, and the update
-    counter, the batches done and the running sums advance in the run state
-    after every step, so that the state between two batches is always
-    consistent (what a Ctrl-C saves). With ``guarded`` the last output of
+    resume), the Python schedules (plain functions) are applied before
+    every batch (graph schedules are computed by the step itself), and the
+    update count (mirroring the counter the step advances), the batches
+    done and the running sums advance in the run state after every step,
+    so that the state between two batches is always consistent (what a
+    Ctrl-C saves). With ``guarded`` the last output of
     ``fn`` says whether the step was finite: a non-finite step was not
     applied and its batch is left out of the means, until more than
     ``max_skips`` come in a row.
@@ -192,7 +194,7 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         Whether the pass stayed finite.
     """
     names = opt._monitor_names if names is None else names
-    schedules = train and bool(opt._schedules)
+    schedules = train and bool(opt._settings.per_update)  # Python ones; the graph's need nothing
     run = opt._run
     sigint = SIGINT
     external = (getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
@@ -362,6 +364,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         valid = as_dataset(opt, valid, "valid", batch_size, ordered=True)
         datasets = {"train": train, "valid": valid}
     given = opt._check_hypers(hyperparameters)  # a call that fails loads nothing
+    opt._settings.check_loop_use(given)
     saved = None
     if resume and os.path.exists(checkpoint):
         saved = state.read(opt, checkpoint)
@@ -379,7 +382,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     if mode is not None:
         opt._mode = mode
     opt._functions.use_devices(devices)
-    opt._settings.restore_schedule_states(opt._run.updates)
+    opt._settings.restore_schedule_states(opt._settings.count())
     log.info("%s: %s", type(opt).__name__,
              " ".join(f"{k}={v}" for k, v in settings.items()))
     return _loop(opt, train, valid, max_updates, settings, checkpoint,
@@ -432,10 +435,7 @@ def _validate(opt, dataset, settings, display):
             f"non-finite validation loss at iteration {run.iteration}: "
             f"{monitors_text(monitors)}")
     improved = run.validated(monitors, point or opt._params, settings["min_improvement"])
-    for schedule in opt._schedules.values():
-        observe = getattr(schedule, "observe", None)
-        if observe is not None:
-            observe(monitors["loss"])
+    opt._settings.observe(monitors["loss"], run.updates)  # ReduceOnPlateau
     _log("validation", run.iteration, monitors, " *" if improved else "")
     display.on_validation(run, monitors, improved)
     return monitors
@@ -486,6 +486,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         else:  # first: an end during the compilation restores the parameters in place
             opt._run = opt._run.new_run(opt._params)
         run = opt._run
+        run.updates = opt._settings.count()  # steps of the caller's own functions count
         with display.compiling():
             step, names, guarded = _compile(opt, train, valid)
             SIGINT.check()  # a Ctrl-C during the compilation ends the call here

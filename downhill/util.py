@@ -173,14 +173,18 @@ def halflife_to_decay(halflife):
 
     Parameters
     ----------
-    halflife : float
-        Number of steps :math:`h` after which a value's weight halves.
+    halflife : float or pytensor scalar
+        Number of steps :math:`h` after which a value's weight halves; a
+        PyTensor scalar (a scheduled half-life inside the update graph)
+        gives the same expression in PyTensor.
 
     Returns
     -------
-    float
+    float or pytensor scalar
         :math:`\gamma = e^{-\ln 2 / h}`.
     """
+    if isinstance(halflife, Variable):
+        return pt.exp(-math.log(2) / halflife)
     return math.exp(-math.log(2) / halflife)
 
 

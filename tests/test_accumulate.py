@@ -229,3 +229,17 @@ def test_esgd_in_jax_mode_draws_one_vector_per_step():
         assert opt._run.updates == 6
         results.append(w.get_value())
     np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-13)
+
+
+def test_a_graph_schedule_counts_steps_not_micro_batches():
+    from downhill.schedules import ExponentialDecay
+    finals = []
+    for batch, k in ((64, 1), (16, 4)):
+        loss, (w, b), X, y = regression()
+        opt = downhill.build("sgd", loss)
+        opt.minimize(downhill.Dataset([X, y], batch_size=batch, rng=1), max_updates=5,
+                     accumulate=k, learning_rate=ExponentialDecay(0.05, halflife=2),
+                     final_params="last")
+        assert opt._run.updates == 5
+        finals.append(w.get_value())
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-12, atol=1e-13)

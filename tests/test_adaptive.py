@@ -245,7 +245,7 @@ def test_float32_stays_float32(algo, hyper, make):
     for var, expr in updates:
         if var.name.endswith("_rng"):
             continue
-        want = "int64" if var.name == "t" else "float32"
+        want = "int64" if var.name in ("t", "update_count") else "float32"
         assert expr.dtype == want, var.name
     fn = pytensor.function([], [], updates=updates)
     delta = make(opt)
@@ -409,11 +409,13 @@ def test_rprop_initial_step_is_learning_rate_at_first_build():
 def test_rprop_initial_step_from_a_learning_rate_schedule():
     # a schedule is a valid learning_rate for every algorithm; RProp's step
     # sizes start at its value at the current update count
+    from downhill.schedules import Linear
     w = pytensor.shared(np.zeros(3), name="w")
     opt = downhill.RProp((w ** 2).sum())
-    opt.get_updates(learning_rate=lambda n: 0.25 + n)
+    opt._settings.set_count(3)
+    opt.get_updates(learning_rate=Linear(0.25, 1.25, steps=4))
     (step,) = [v for v in opt.state_variables if v.name == "w_step"]
-    np.testing.assert_array_equal(step.get_value(), np.full(3, 0.25))
+    np.testing.assert_array_equal(step.get_value(), np.full(3, 1.0))
 
 
 # ----------------------------------------------------------------------

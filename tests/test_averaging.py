@@ -173,8 +173,8 @@ def test_polyak_from_an_update_on_follows_the_parameters_until_then():
     opt.minimize(train, max_updates=2, learning_rate=0.05, average="polyak",
                  average_start=6, final_params="last")
     state = opt.state_dict()["state"]
-    assert state["avg_count"] == 2 and state["avg_clock"] == 8
-    # a new call continues the clock from the loop's update count
+    assert state["avg_count"] == 2 and opt.state_dict()["counters"]["updates"] == 8
+    # a new call continues from the optimizer's update count
     opt.minimize(train, max_updates=1, learning_rate=0.05, average="polyak",
                  average_start=6, final_params="last")
     assert opt.state_dict()["state"]["avg_count"] == 6

@@ -145,8 +145,12 @@ def test_float32_stays_float32_and_trains(rng):
     w = pytensor.shared(np.zeros(3, "float32"), name="w")
     loss = ((x @ w - y) ** 2).mean()
     opt = downhill.build("rmsprop", loss)
-    for var, expr in opt.get_updates(learning_rate=0.01, momentum=0.5):
-        assert expr.dtype == "float32", var.name
+    ups = opt.get_updates(learning_rate=0.01, momentum=0.5)
+    for var, expr in ups:
+        # every float update stays float32; the update counter is the int64 exception
+        assert expr.dtype == ("int64" if var.name == "update_count" else "float32"), var.name
+        assert expr.dtype == var.dtype, var.name
+    assert [var.name for var, _ in ups].count("update_count") == 1
     X = rng.normal(size=(256, 3)).astype("float32")
     Y = X @ np.array([1, -2, 0.5], "float32")
     before = opt.evaluate([X, Y])["loss"]

@@ -364,3 +364,70 @@ def test_out_of_core_data_as_the_scaling_page_shows(tmp_path, mode):
     _, monitors = opt.minimize(downhill.Dataset(batch, iteration_size=20), valid,
                                learning_rate=0.05, max_updates=10, patience=100)
     assert monitors["loss"] < 0.05
+
+
+# ----------------------------------------------------------------------
+# graph schedules (see test_hypergraph.py for the other modes)
+
+def _schedules():
+    from downhill.schedules import (Constant, CosineWithWarmup, ExponentialDecay, Linear,
+                                    Sequence, StepDecay)
+    return [Constant(0.03), Linear(0.0, 0.05, steps=7), StepDecay(0.05, 0.4, every=3),
+            ExponentialDecay(0.05, halflife=5.5, min_value=0.004),
+            CosineWithWarmup(0.06, warmup=4, total=17, final=0.002),
+            Sequence([Linear(0.0, 0.05, 5), ExponentialDecay(0.05, 7.0), Constant(0.01)],
+                     [5, 14])]
+
+
+@needs_jax
+@pytest.mark.parametrize("index", range(6))
+def test_graph_schedules_match_python_in_jax_mode(index):
+    from downhill.schedules import Linear
+    schedule = _schedules()[index]
+    finals = []
+    for lr in (schedule, lambda n: schedule(n)):
+        loss, data, params = regression(48, dtype="float64")
+        opt = downhill.build("rmsprop", loss, mode="JAX")
+        opt.minimize(downhill.Dataset(data, batch_size=8, rng=1), max_updates=3, patience=100,
+                     learning_rate=lr, momentum=Linear(0.0, 0.8, 10), rms_halflife=7.0)
+        finals.append([p.get_value() for p in params])
+        assert opt._settings.count() == 18
+    for a, b in zip(*finals):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+    # the value itself, at every update count, to rounding
+    loss, data, params = regression(8, dtype="float64")
+    opt = downhill.build("sgd", loss, mode="JAX")
+    opt.get_updates(learning_rate=schedule)
+    fn = pytensor.function([], opt._settings.graph_value("learning_rate"), mode="JAX")
+    values = []
+    for n in range(40):
+        opt._settings.set_count(n)
+        values.append(float(fn()))
+    want = [schedule(n) for n in range(40)]
+    np.testing.assert_allclose(values, want, rtol=4e-16, atol=4e-16 * max(want))
+
+
+@needs_jax
+def test_a_graph_schedule_over_four_devices_resumes_bit_for_bit(tmp_path):
+    from downhill.schedules import CosineWithWarmup, Linear
+    hypers = dict(learning_rate=CosineWithWarmup(0.05, 3, 20), momentum=Linear(0.2, 0.8, 9),
+                  patience=100, validate_every=1)
+
+    def run(max_updates, devices, **kwargs):
+        loss, data, params = regression(64)
+        opt = downhill.build("adam", loss, mode="JAX")
+        opt.minimize(downhill.Dataset(data, batch_size=16, rng=3), max_updates=max_updates,
+                     devices=devices, **hypers, **kwargs)
+        return [p.get_value() for p in params], opt
+
+    one, _ = run(4, None)
+    four, opt = run(4, 4)
+    assert opt._settings.count() == 16
+    assert opt.learning_rate.get_value() == pytest.approx(hypers["learning_rate"](16), rel=1e-6)
+    for a, b in zip(one, four):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    path = tmp_path / "run.npz"
+    run(2, 4, checkpoint=path)
+    resumed, opt = run(2, 4, checkpoint=path, resume=True)
+    for a, b in zip(four, resumed):
+        np.testing.assert_array_equal(a, b)

@@ -79,3 +79,60 @@ def test_the_advi_example_runs(pm):
     assert result.exit_code == 0, result.output
     for label in ("pm.adam", "downhill rmsprop", "downhill adam", "downhill esgd"):
         assert label in result.output
+
+
+def test_pm_fit_follows_a_downhill_schedule(pm, regression):
+    from downhill.schedules import ExponentialDecay, Linear, Sequence
+    schedule = Sequence([Linear(0.0, 0.01, 50), ExponentialDecay(0.01, halflife=100)], [50])
+    fn = downhill.updates("adam", learning_rate=schedule)
+    seen = {}
+
+    def record(approx, losses, i):  # called after step i
+        seen[i] = float(fn.learning_rate.get_value())
+
+    with regression:
+        graph = pm.fit(400, method="advi", obj_optimizer=fn, callbacks=[record],
+                       random_seed=1, progressbar=False)
+    assert sorted(seen) == list(range(1, 401))
+    for i, value in seen.items():
+        assert value == pytest.approx(schedule(i), rel=1e-14, abs=1e-300), i
+    assert seen[400] == pytest.approx(0.01 * 2 ** -3.5, rel=1e-14)
+
+    # the same steps as a shared rate set by a callback to the schedule's values
+    import pytensor
+    lr = pytensor.shared(schedule(0))
+
+    def drive(approx, losses, i):
+        lr.set_value(schedule(i))
+
+    with regression:
+        driven = pm.fit(400, method="advi",
+                        obj_optimizer=downhill.updates("adam", learning_rate=lr),
+                        callbacks=[drive], random_seed=1, progressbar=False)
+    assert driven.hist[0] == graph.hist[0]  # the first step runs at schedule(0) = 0
+    np.testing.assert_allclose(np.asarray(graph.hist), np.asarray(driven.hist), rtol=1e-12)
+
+
+@pytest.mark.parametrize("algo", sorted(downhill.ALGORITHMS))
+def test_every_algorithm_in_pm_fit_takes_a_shared_rate_and_call_time_keywords(
+        pm, regression, algo):
+    import functools
+
+    import pytensor
+
+    def fit(optimizer):
+        with regression:
+            approx = pm.fit(30, method="advi", obj_optimizer=optimizer, random_seed=1,
+                            progressbar=False)
+        return np.asarray(approx.hist)
+
+    rate = 1e-4  # small enough for plain SGD on this ELBO
+    bound = fit(downhill.updates(algo, learning_rate=rate))
+    assert np.all(np.isfinite(bound))
+    np.testing.assert_array_equal(
+        fit(functools.partial(downhill.updates(algo), learning_rate=pytensor.shared(rate))),
+        bound)
+    fn = downhill.updates(algo, learning_rate=0.5)
+    np.testing.assert_array_equal(fit(lambda g, p: fn(g, p, learning_rate=rate)), bound)
+    assert fn.keywords == {"learning_rate": 0.5}
+    assert fn.optimizer.learning_rate.get_value() == rate

@@ -7,18 +7,26 @@ import numpy as np
 import pytest
 
 import downhill.schedules
+import downhill.schedules.base
+import downhill.schedules.plateau
+import downhill.schedules.ready
 from downhill.schedules import CosineWithWarmup, ExponentialDecay, ReduceOnPlateau, StepDecay
 
 
 def test_module_doctests():
-    result = doctest.testmod(downhill.schedules)
-    assert result.attempted >= 4
-    assert result.failed == 0
+    attempted = 0
+    for module in (downhill.schedules, downhill.schedules.base, downhill.schedules.ready,
+                   downhill.schedules.plateau):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 7
 
 
 def test_all_is_explicit():
     assert sorted(downhill.schedules.__all__) == sorted(
-        ["Schedule", "StepDecay", "ExponentialDecay", "CosineWithWarmup", "ReduceOnPlateau"])
+        ["Schedule", "Constant", "Linear", "StepDecay", "ExponentialDecay", "CosineWithWarmup",
+         "Sequence", "ReduceOnPlateau", "PYTHON"])
 
 
 # ----------------------------------------------------------------------
