@@ -23,6 +23,7 @@ FIGURES = {
     "schedules.png": ("schedules.py", ["--output"]),
     "averaged-weights.png": ("averaged-weights.py", ["--output"]),
     "gradient-accumulation.png": ("gradient-accumulation.py", ["--output"]),
+    "parameter-groups.png": ("parameter-groups.py", ["--output"]),
 }
 
 

@@ -32,7 +32,8 @@ logging.getLogger("downhill").addHandler(logging.NullHandler())
 
 def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmsprop",
              updates=(), monitors=(), monitor_gradients=False, batch_size=32,
-             train_batches=None, valid_batches=None, rng=None, **hyperparameters):
+             train_batches=None, valid_batches=None, rng=None, groups=None, freeze=None,
+             **hyperparameters):
     """Minimize a loss with one call.
 
     Parameters
@@ -58,6 +59,8 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
     rng : int, numpy.random.Generator or numpy.random.RandomState, optional
         Seed or generator for shuffling arrays (as :class:`Dataset`'s
         ``rng``): the same seed gives the same run. Default: unseeded.
+    groups, freeze : optional
+        Parameter groups and frozen parameters, as for :class:`Optimizer`.
     **hyperparameters
         Hyperparameters of the algorithm and the loop, ``max_updates``, and
         the other keywords of :meth:`Optimizer.iterate`, e.g.
@@ -97,6 +100,7 @@ def minimize(loss, train=None, valid=None, params=None, inputs=None, algo="rmspr
             isinstance(train, (list, tuple)) or hasattr(train, "shape")):
         valid = train  # validate on the training data, valid_batches at a time
     opt = build(algo, loss, params=params, inputs=inputs, updates=updates,
-                monitors=monitors, monitor_gradients=monitor_gradients)
+                monitors=monitors, monitor_gradients=monitor_gradients, groups=groups,
+                freeze=freeze)
     return opt.minimize(wrap(train, "train", train_batches),
                         wrap(valid, "valid", valid_batches), **hyperparameters)

@@ -301,7 +301,7 @@ def usage_error_from(err, source):
 
 
 def train(settings, interrupts, problem, algo, hypers, source, batch_size, max_updates,
-          record_path=False, devices=None):
+          record_path=False, devices=None, groups=None):
     """problems.train with the progress display, Ctrl-C handling and usage errors.
 
     Returns the run's History and its :class:`RunDisplay`. On Ctrl-C the run
@@ -314,7 +314,7 @@ def train(settings, interrupts, problem, algo, hypers, source, batch_size, max_u
         history = problems.train(problem, algo, record_path=record_path,
                                  on_iteration=interrupts.stop_requested,
                                  batch_size=batch_size, max_updates=max_updates,
-                                 progressbar=display, devices=devices,
+                                 progressbar=display, devices=devices, groups=groups,
                                  mode=None if devices is None else "JAX", **hypers)
     except (KeyboardInterrupt, CompileInterrupted):
         raise Interrupted(display) from None

@@ -196,7 +196,7 @@ class RProp(Optimizer):
         zero = as_float(0, param.dtype)
         grad_prev = self._state_like(param, "grad")
         # the learning rate in force (a schedule's current value, if one is given)
-        initial = self._shared["learning_rate"].get_value()
+        initial = self._groups.current("learning_rate", param)
         step = self._state_like(param, "step", value=initial)
         test = grad * grad_prev
         factor = pt.switch(test > zero, self._hyper("step_increase", param),

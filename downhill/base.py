@@ -6,15 +6,18 @@ values in shared scalars, the algorithms' state variables, and builds the
 update graph: gradient clipping, the algorithm's step (the ``_step`` hook
 each algorithm implements), momentum and weight decay. Its training and
 checkpoint methods delegate to :mod:`downhill.training` and
-:mod:`downhill.state`; compiled functions live in :mod:`downhill.compiled`.
+:mod:`downhill.state` (whose ``Checkpoints`` base class holds the latter);
+the step's graph is assembled by :mod:`downhill.stepgraph`; compiled
+functions live in :mod:`downhill.compiled`.
 """
 
 import numpy as np
 import pytensor
 
 from . import (accumulate, averaging, clipping, compat, compiled, hyperparams, legacy,
-               nonfinite, training, util, validation)
+               nonfinite, stepgraph, training, util, validation)
 from . import state as checkpoint_state
+from .groups import Groups, split_frozen
 from .runstate import RunState
 from .settings import Settings
 from .util import log
@@ -31,7 +34,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Optimizer(legacy.Compat):
+class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
     r"""Base class of the optimizers: builds update graphs and runs training.
 
     A subclass implements one hook, ``_step``, which, given a parameter
@@ -71,6 +74,15 @@ class Optimizer(legacy.Compat):
     grads : list of pytensor expressions, optional
         Gradients to follow, one per parameter, instead of the loss's (e.g.
         PyMC's); ESGD's Hessian-vector products are taken through them.
+    groups : list of dict, or dict, optional
+        Parameter groups whose hyperparameters differ from the optimizer's:
+        ``[{"params": [w, "b*"], "learning_rate": 0.1, "weight_decay": 0}]``
+        (parameters or ``fnmatch`` patterns of their names, an optional
+        ``"name"``), or ``{"b*": {"weight_decay": 0}}``; see
+        :mod:`downhill.groups` and :attr:`groups`.
+    freeze : list of SharedVariable or str, optional
+        Parameters (or name patterns) that stay in the loss but are not
+        optimized; their gradients are not computed.
     **hyperparameters
         Defaults for this optimizer's hyperparameters; each call of
         :meth:`iterate`, :meth:`minimize` or :meth:`get_updates` starts
@@ -96,7 +108,8 @@ class Optimizer(legacy.Compat):
     HYPERS = hyperparams.COMMON + averaging.HYPERS + accumulate.HYPERS
 
     def __init__(self, loss=None, params=None, inputs=None, updates=(), monitors=(),
-                 monitor_gradients=False, mode=None, grads=None, **hyperparameters):
+                 monitor_gradients=False, mode=None, grads=None, groups=None, freeze=None,
+                 **hyperparameters):
         self._loss = validation.check_loss(loss, grads)
         self._mode = compat.default_mode() if mode is None else validation.check_mode(mode)
         self._monitor_names, self._monitor_exprs = validation.check_monitors(monitors)
@@ -104,6 +117,7 @@ class Optimizer(legacy.Compat):
 
         self._params, self._inputs = validation.check_graph(
             loss, params, inputs, self._user_updates, self._monitor_exprs, grads)
+        self._params, grads, self._frozen = split_frozen(self._params, grads, freeze)
         unnamed = iter(range(len(self._params)))
         self._names = [p.name or f"unnamed{next(unnamed)}" for p in self._params]
         self._dtype = str(np.result_type(*[p.dtype for p in self._params]))
@@ -127,6 +141,7 @@ class Optimizer(legacy.Compat):
         self._configure({})
 
         self._variables = StateVariables(self._params, self._names, self._keys)
+        self._groups = Groups(self, groups)
         self._graphs = {}
         self._functions = compiled.Functions(self)
 
@@ -171,11 +186,11 @@ class Optimizer(legacy.Compat):
         schedule or the PyTensor value given, with the declared transform
         (see :meth:`downhill.settings.Settings.graph_value`).
         """
-        return util.as_float(self._settings.graph_value(attr), like.dtype)
+        return util.as_float(self._groups.value(attr, like), like.dtype)
 
     def _structure(self):
         """The hyperparameter choices that change the shape of the graph."""
-        return self._settings.structure()
+        return self._settings.structure() + self._groups.structure()
 
     # -- graphs ------------------------------------------------------
 
@@ -202,7 +217,7 @@ class Optimizer(legacy.Compat):
 
     def _clipping(self):
         """Whether any gradient clipping is configured."""
-        return clipping.clipping_on(self._values)
+        return clipping.clipping_on(self._values) or self._groups.clips()
 
     def _step(self, param, grad):
         r"""Compute one parameter's step; the hook each algorithm implements.
@@ -240,38 +255,9 @@ class Optimizer(legacy.Compat):
         return []
 
     def _build_updates(self, grads=None):
-        """Update pairs of one step from ``grads`` (default: the loss's gradients,
-        else e.g. accumulated ones), and the clipped gradients they used."""
-        grads = self._grads if grads is None else grads
-        updates = list(self._global_updates())
-        momentum = self._settings.on("momentum")
-        nesterov = momentum and self._values["nesterov"]
-        decay = self._settings.on("weight_decay")
-        limits = {name: self._settings.graph_value(name) for name in clipping.LIMITS}
-        clipped = clipping.clip_gradients(grads, self._values, limits, self._dtype)
-        steps = []
-        for param, grad in zip(self._params, clipped):
-            delta, state = self._step(param, grad)
-            updates.extend(state)
-            if not momentum:
-                new = param - delta
-            else:
-                mu = self._hyper("momentum", param)
-                vel = self._state_like(param, "vel")
-                vel_new = mu * vel - delta
-                updates.append((vel, vel_new))
-                new = param + mu * vel_new - delta if nesterov else param + vel_new
-            if decay:
-                new = new - (self._hyper("learning_rate", param)
-                             * self._hyper("weight_decay", param) * param)
-            updates.append((param, new))
-            steps.append((param, new))
-        updates.extend(averaging.updates(self, steps))
-        if self._values["on_nonfinite"] == "skip":
-            updates = nonfinite.guard(updates, self._finite_check(grads))
-        # the update counter and the schedules' values in force: a skipped step counts
-        updates.extend(self._settings.graph_updates())
-        return updates, clipped
+        """Update pairs of one step from ``grads`` (default: the loss's gradients),
+        and the clipped gradients they used (:func:`downhill.stepgraph.build`)."""
+        return stepgraph.build(self, grads)
 
     def _evaluation_point(self):
         """The variables validation and the best parameters read; a hook.
@@ -349,28 +335,17 @@ class Optimizer(legacy.Compat):
         self._configure(hyperparameters)
         return list(self._updates())
 
-    # -- parameters --------------------------------------------------
-
-    def set_params(self, targets=None):
-        """Set the parameters' values.
-
-        Parameters
-        ----------
-        targets : list of arrays, ``'best'`` or None
-            New values, one array per parameter in order; ``'best'`` or None
-            restores the best values seen during validation.
-
-        Raises
-        ------
-        ValueError
-            If the number of arrays or an array's shape does not match.
-        """
-        checkpoint_state.set_params(self, targets)
+    # -- parameters (set_params: downhill.state.Checkpoints) -----------
 
     @property
     def params(self):
-        """The parameters being optimized."""
+        """The parameters being optimized (not the frozen ones)."""
         return list(self._params)
+
+    @property
+    def groups(self):
+        """The parameter groups (:class:`downhill.groups.Group`), in order."""
+        return list(self._groups)
 
     @property
     def inputs(self):
@@ -507,82 +482,3 @@ class Optimizer(legacy.Compat):
             that.)
         """
         return training.minimize(self, *args, **kwargs)
-
-    def state_dict(self, datasets=None):
-        """Everything needed to continue training later, as plain values.
-
-        Parameters
-        ----------
-        datasets : dict of str to Dataset, optional
-            Datasets whose shuffling state to include, by name.
-
-        Returns
-        -------
-        dict
-            ``algorithm``; ``params`` and ``state`` (arrays by name; a random
-            generator's state as a dict); ``hyperparameters`` (the current
-            values; for a schedule, its value in force; for a PyTensor
-            shared variable or constant, the number it holds, and nothing
-            for an expression) and ``schedules`` (the state of schedules
-            that have one); ``counters`` (iterations, updates: the update
-            counter that graph schedules read); ``progress`` (an unfinished iteration's batches and
-            sums); ``early_stopping`` (best loss, its iteration and
-            parameters, validations without improvement); ``datasets``.
-        """
-        return checkpoint_state.state_dict(self, datasets)
-
-    def load_state_dict(self, state, datasets=None):
-        """Restore a state made by :meth:`state_dict`, checked first.
-
-        A state that does not fit leaves the optimizer as it was; the next
-        :meth:`iterate` continues where the saved run stopped, and the saved
-        hyperparameters become this optimizer's defaults (details:
-        ``downhill.state.load_state_dict``).
-
-        Parameters
-        ----------
-        state : dict
-            A state from :meth:`state_dict` (or :meth:`load`).
-        datasets : dict of str to Dataset, optional
-            Datasets whose shuffling state to restore, by name.
-
-        Raises
-        ------
-        ValueError
-            If the state belongs to another algorithm, or a parameter or
-            state variable is missing, extra, or of another shape or dtype;
-            the message names it.
-        """
-        checkpoint_state.load_state_dict(self, state, datasets)
-
-    def save(self, path, datasets=None):
-        """Write :meth:`state_dict` to a ``.npz`` file, atomically (a crash never
-        leaves a half-written checkpoint in its place).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The checkpoint file.
-        datasets : dict of str to Dataset, optional
-            Datasets whose shuffling state to include.
-        """
-        checkpoint_state.save(self, path, datasets)
-
-    def load(self, path, datasets=None):
-        """Read a checkpoint written by :meth:`save` and restore it.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The checkpoint file.
-        datasets : dict of str to Dataset, optional
-            Datasets whose shuffling state to restore.
-
-        Raises
-        ------
-        ValueError
-            If the file is missing, truncated or corrupt
-            (:class:`downhill.checkpoint.CheckpointError`), or its state does
-            not fit this optimizer; nothing changes then.
-        """
-        checkpoint_state.load(self, path, datasets)

@@ -23,6 +23,7 @@ the run stops at the end of its iteration, the best parameters are kept
 second Ctrl-C stops at once.
 """
 
+import fnmatch
 import importlib.util
 import os
 import re
@@ -87,6 +88,21 @@ def _split_hypers(ctx, param, values):
                 f"{text!r} is not NAME=VALUE (e.g. -H rms_halflife=7)", ctx=ctx, param=param)
         pairs.append((name, value.strip()))
     return pairs
+
+
+
+def _split_groups(ctx, param, values):
+    items = []
+    for text in values:
+        pattern, colon, rest = text.partition(":")
+        name, sep, value = rest.partition("=")
+        name = name.strip().replace("-", "_")
+        if not colon or not sep or not pattern.strip() or not name or not value.strip():
+            raise click.BadParameter(
+                f"{text!r} is not PATTERN:NAME=VALUE (e.g. -G 'b*:weight_decay=0')",
+                ctx=ctx, param=param)
+        items.append((pattern.strip(), name, value.strip()))
+    return items
 
 
 
@@ -185,6 +201,46 @@ def _collect_hypers(algos, options, extra):
 
 
 
+def _collect_groups(algos, items, task):
+    """The -G items as ``{pattern: {name: value}}``, checked against each
+    algorithm's declarations and the problem's parameter names."""
+    from .groups import SWITCHES
+
+    def bad(message):
+        return click.BadParameter(message, ctx=click.get_current_context(silent=True),
+                                  param_hint="'-G'")
+    names = [p.name for p in task.params]
+    groups = {}
+    for pattern, name, text in items:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise bad(f"the pattern {pattern!r} matches no parameter of {task.name} "
+                      f"({', '.join(names)})")
+        if name in groups.setdefault(pattern, {}):
+            raise bad(f"{pattern}:{name} is given twice")
+        for algo in algos:
+            declared = ALGORITHMS[algo].hyperparameters()
+            try:
+                if name not in declared:
+                    raise unknown_name_error(name, declared,
+                                             f"hyperparameter for {ALGORITHMS[algo].__name__}")
+                hyper = declared[name]
+                if not hyper.shared or hyper.structural or (hyper.switch
+                                                            and name not in SWITCHES):
+                    raise ValueError(f"{name} cannot differ per group: it is one setting "
+                                     "of the whole optimizer")
+                groups[pattern][name] = hyper.validate(_parse_value(hyper, text))
+            except (TypeError, ValueError) as err:
+                raise bad(str(err)) from None
+    return groups
+
+
+def _groups_text(groups):
+    return "; ".join(f"{pattern}: " + ", ".join(f"{k}={default_text(v)}" for k, v in
+                                                 values.items())
+                     for pattern, values in groups.items())
+
+
+
 # ----------------------------------------------------------------------
 # problems and their settings
 
@@ -277,6 +333,11 @@ def _training_options(command):
                      metavar="NAME=VALUE",
                      help="Any hyperparameter of the algorithm, e.g. -H rms_halflife=7 "
                           "(repeatable; see 'downhill algorithms')."),
+        click.option("-G", "--group", "group", multiple=True, callback=_split_groups,
+                     metavar="PATTERN:NAME=VALUE",
+                     help="A hyperparameter of the update for the parameters whose names "
+                          "match PATTERN, e.g. -G 'b*:weight_decay=0' (repeatable; a "
+                          "parameter group, see downhill.groups)."),
         click.option("--plot", type=click.Path(dir_okay=False), default=None,
                      callback=_check_plot, metavar="FILE.png",
                      help="Write the loss curves to this image (needs matplotlib)."),
@@ -441,8 +502,8 @@ def demo(settings, plot, max_updates, as_json, interrupts):
 @click.pass_obj
 @reports_failures
 def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_size,
-        max_updates, patience, validate_every, seed, devices, hyper, plot, as_json, checkpoint,
-        checkpoint_every, resume, interrupts):
+        max_updates, patience, validate_every, seed, devices, hyper, group, plot, as_json,
+        checkpoint, checkpoint_every, resume, interrupts):
     """Minimize an example PROBLEM with one algorithm.
 
     Hyperparameters not given as options are those suggested for the
@@ -461,7 +522,10 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         raise click.BadParameter("needs --checkpoint FILE",
                                  ctx=click.get_current_context(), param_hint=flag)
     task = _make_problem(problem.lower(), seed, dims)
+    groups = _collect_groups([algo], group, task)
     used = _settings_used(task, algo, hypers)
+    if groups:
+        used["groups"] = _groups_text(groups)
     loop = _loop_settings(task, hypers, batch_size, max_updates)
     _check_nesterov(algo, used, source)
     saving = {}
@@ -476,7 +540,8 @@ def run(settings, problem, algo, dims, learning_rate, momentum, nesterov, batch_
         click.echo(f"{task.name}: {task.description}")
     try:
         history, display = train(settings, interrupts, task, algo, dict(hypers, **saving),
-                                  source, batch_size, max_updates, devices=devices)
+                                  source, batch_size, max_updates, devices=devices,
+                                  groups=groups or None)
     except Interrupted as stop:
         report_interrupted(stop, used, as_json, extra, loop)
         raise
@@ -506,7 +571,8 @@ def _plotted(task):
 @click.pass_obj
 @reports_failures
 def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, batch_size,
-            max_updates, patience, validate_every, seed, devices, hyper, plot, as_json, interrupts):
+            max_updates, patience, validate_every, seed, devices, hyper, group, plot, as_json,
+            interrupts):
     """Minimize PROBLEM with several algorithms from the same start.
 
     Every algorithm gets the same seed, and the hyperparameters suggested
@@ -524,16 +590,19 @@ def compare(settings, problem, algos, dims, learning_rate, momentum, nesterov, b
     paths = problem == "rosenbrock" and (dims or 2) == 2
     histories, failures, results = [], [], []
     task = _make_problem(problem, seed, dims)
+    groups = _collect_groups(algos, group, task)
     for algo in algos:
         _check_nesterov(algo, _settings_used(task, algo, hypers), source)
     interrupted = None
     for algo in algos:
         task = _make_problem(problem, seed, dims)
         used = _settings_used(task, algo, hypers)
+        if groups:
+            used["groups"] = _groups_text(groups)
         try:
             history, display = train(settings, interrupts, task, algo, hypers, source,
                                       batch_size, max_updates, record_path=paths,
-                                      devices=devices)
+                                      devices=devices, groups=groups or None)
         except FloatingPointError as err:
             if settings.debug:
                 raise

@@ -46,7 +46,7 @@ def _clip_one(grad, values, shared):
     return grad
 
 
-def clip_gradients(grads, values, shared, dtype):
+def clip_gradients(grads, values, shared, dtype, each=None):
     """The gradients after global, per-parameter and elementwise clipping.
 
     The global limit rescales all gradients together first; the
@@ -64,6 +64,9 @@ def clip_gradients(grads, values, shared, dtype):
         shared scalars, or expressions for schedules and PyTensor values).
     dtype : str
         The dtype in which the global norm is computed.
+    each : list of (dict, mapping), optional
+        Per gradient, the values and limits of its per-parameter clipping
+        (a parameter group's); default ``values`` and ``shared`` for all.
 
     Returns
     -------
@@ -76,4 +79,5 @@ def clip_gradients(grads, values, shared, dtype):
         limit = as_float(shared["max_gradient_global_norm"], dtype)
         scale = pt.minimum(as_float(1, dtype), limit / total)
         grads = [g * as_float(scale, g.dtype) for g in grads]
-    return [_clip_one(g, values, shared) for g in grads]
+    each = each or [(values, shared)] * len(grads)
+    return [_clip_one(g, v, s) for g, (v, s) in zip(grads, each)]

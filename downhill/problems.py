@@ -529,7 +529,7 @@ def _dataset(data, name, batch_size, cls=Dataset):
 
 def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batch=None,
           batch_size=None, max_updates=None, progressbar=False, mode=None, devices=None,
-          **hyperparameters):
+          groups=None, **hyperparameters):
     """Optimize a problem with an algorithm and record its history.
 
     Parameters
@@ -556,6 +556,8 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     devices : int, optional
         JAX mode: shard batches over this many devices (see
         :meth:`downhill.Optimizer.iterate`).
+    groups : list of dict or dict, optional
+        Parameter groups for the optimizer (see :mod:`downhill.groups`).
     **hyperparameters
         Passed to ``iterate``. Each overrides the same name in the problem's
         ``validate_every`` setting and in the hyperparameters suggested for
@@ -585,7 +587,7 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     settings.update(step)
 
     opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors,
-                mode=mode)
+                mode=mode, groups=groups)
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)

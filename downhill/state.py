@@ -20,7 +20,7 @@ from .interrupts import SIGINT
 from .runstate import RunState
 from .util import log
 
-__all__ = ["set_params", "state_dict", "load_state_dict", "schedule_tables",
+__all__ = ["Checkpoints", "set_params", "state_dict", "load_state_dict", "schedule_tables",
            "check_schedule_states", "saved_settings", "save", "read", "load"]
 
 
@@ -111,6 +111,7 @@ def state_dict(opt, datasets=None):
         "progress": progress,
         "early_stopping": stopping,
         "datasets": {name: d.state_dict() for name, d in (datasets or {}).items()},
+        "groups": opt._groups.state(),
     }
 
 
@@ -225,6 +226,7 @@ def _load_state_dict(opt, state, datasets):
     stopping = _table(state, "early_stopping")
     _check_arrays("best parameter", "early_stopping.best_params", stopping.get("best_params"),
                   params)
+    group_values = opt._groups.check_state(state.get("groups"))
     run = RunState.from_dict(_table(state, "counters"), _table(state, "progress"), stopping,
                              opt._keys)
     schedules = schedule_tables(state)
@@ -277,6 +279,7 @@ def _load_state_dict(opt, state, datasets):
     # state the saved run did not use starts afresh, as in a new optimizer
     opt._variables.reset_unused(targets)
     opt._run = run
+    opt._groups.load_state(group_values)
     opt._settings.set_count(run.updates)
     opt._configure({})  # again, now that the run is the saved one (ESGD's seed, schedules)
     opt._settings.schedule_states = dict(schedules)
@@ -445,3 +448,112 @@ def load(opt, path, datasets=None):
     """
     load_state_dict(opt, read(opt, path), datasets)
     log.info("loaded checkpoint %s (iteration %d)", os.fspath(path), opt._run.iteration)
+
+
+class Checkpoints:
+    """Base of :class:`downhill.Optimizer`: its checkpoint methods.
+
+    ``set_params``, ``state_dict``, ``load_state_dict``, ``save`` and
+    ``load``, each delegating to this module's function of the same name,
+    as :class:`downhill.legacy.Compat` gives the optimizer its
+    hyperparameter attributes.
+    """
+
+    def set_params(self, targets=None):
+        """Set the parameters' values.
+
+        Parameters
+        ----------
+        targets : list of arrays, ``'best'`` or None
+            New values, one array per parameter in order; ``'best'`` or None
+            restores the best values seen during validation.
+
+        Raises
+        ------
+        ValueError
+            If the number of arrays or an array's shape does not match.
+        """
+        set_params(self, targets)
+
+    def state_dict(self, datasets=None):
+        """Everything needed to continue training later, as plain values.
+
+        Parameters
+        ----------
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to include, by name.
+
+        Returns
+        -------
+        dict
+            ``algorithm``; ``params`` and ``state`` (arrays by name; a random
+            generator's state as a dict); ``hyperparameters`` (the current
+            values; for a schedule, its value in force; for a PyTensor
+            shared variable or constant, the number it holds, and nothing
+            for an expression) and ``schedules`` (the state of schedules
+            that have one); ``counters`` (iterations, updates: the update
+            counter that graph schedules read); ``progress`` (an unfinished
+            iteration's batches and sums, an unfinished step's micro-batches);
+            ``early_stopping`` (best loss, its iteration and parameters,
+            validations without improvement); ``datasets``; ``groups`` (the
+            parameter groups, their members and numbers, and the frozen
+            parameters' names).
+        """
+        return state_dict(self, datasets)
+
+    def load_state_dict(self, state, datasets=None):
+        """Restore a state made by :meth:`state_dict`, checked first.
+
+        A state that does not fit leaves the optimizer as it was; the next
+        ``iterate()`` continues where the saved run stopped, and the saved
+        hyperparameters become this optimizer's defaults (details:
+        ``downhill.state.load_state_dict``).
+
+        Parameters
+        ----------
+        state : dict
+            A state from :meth:`state_dict` (or :meth:`load`).
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to restore, by name.
+
+        Raises
+        ------
+        ValueError
+            If the state belongs to another algorithm, a parameter or
+            state variable is missing, extra, or of another shape or dtype,
+            or its parameter groups or frozen parameters differ from this
+            optimizer's; the message names it.
+        """
+        load_state_dict(self, state, datasets)
+
+    def save(self, path, datasets=None):
+        """Write :meth:`state_dict` to a ``.npz`` file, atomically (a crash never
+        leaves a half-written checkpoint in its place).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to include.
+        """
+        save(self, path, datasets)
+
+    def load(self, path, datasets=None):
+        """Read a checkpoint written by :meth:`save` and restore it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The checkpoint file.
+        datasets : dict of str to Dataset, optional
+            Datasets whose shuffling state to restore.
+
+        Raises
+        ------
+        ValueError
+            If the file is missing, truncated or corrupt
+            (:class:`downhill.checkpoint.CheckpointError`), or its state does
+            not fit this optimizer; nothing changes then.
+        """
+        load(self, path, datasets)

@@ -84,9 +84,22 @@ def test_gradient_accumulation(tmp_path):
     assert_png(out)
 
 
+def test_parameter_groups(tmp_path):
+    out = tmp_path / "groups.png"
+    result = run_example("parameter-groups.py", "--max-updates", 40, "--output", out)
+    lines = dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
+    loss = {k: float(v.split("loss ")[1].split(",")[0]) for k, v in lines.items() if "loss" in v}
+    bias = {k: float(v.split("bias ")[1].split(" ")[0]) for k, v in lines.items() if "bias" in v}
+    # decay pulls the bias towards 0 unless it is masked
+    assert bias["weight decay on every parameter"] < 3 < bias["weight decay, the bias masked"]
+    assert loss["weight decay, the bias masked"] < loss["weight decay on every parameter"]
+    assert_png(out)
+
+
 @pytest.mark.parametrize("name", ["rosenbrock-2d.py", "rosenbrock-100d.py",
                                   "digits-sparse-factorization.py", "digits-classifier.py",
-                                  "averaged-weights.py", "gradient-accumulation.py"])
+                                  "averaged-weights.py", "gradient-accumulation.py",
+                                  "parameter-groups.py"])
 def test_every_option_has_help(name):
     command = runpy.run_path(str(EXAMPLES / name))["main"]
     for param in command.params:
@@ -104,6 +117,7 @@ def test_every_option_has_help(name):
     ("rosenbrock-2d.py", ["--momentum", "1"], "'--momentum'"),
     ("averaged-weights.py", ["--halflife", "0"], "'--halflife'"),
     ("gradient-accumulation.py", ["--accumulate", "1"], "'--accumulate'"),
+    ("parameter-groups.py", ["--weight-decay", "0"], "'--weight-decay'"),
 ])
 def test_bad_option_values_are_usage_errors(name, args, option):
     # a usage error naming the option before anything runs, not a traceback

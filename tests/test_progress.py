@@ -171,7 +171,8 @@ def test_no_order_hint_when_the_order_is_not_the_problem():
 @pytest.mark.parametrize("name, meant", [
     ("beta1", ["beta1_halflife"]),              # a prefix
     ("lr", ["learning_rate"]),                  # another library's name
-    ("halflife", ["beta1_halflife", "beta2_halflife"]),   # a part of the names
+    # a part of the names (the common average_halflife is declared first)
+    ("halflife", ["average_halflife", "beta1_halflife", "beta2_halflife"]),
     ("learning_rte", ["learning_rate"]),        # a misspelling
 ])
 def test_close_names(name, meant):

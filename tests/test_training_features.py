@@ -15,6 +15,7 @@ import pytest
 
 import downhill
 from downhill import checkpoint
+from downhill.schedules import ExponentialDecay
 
 try:
     import jax
@@ -31,6 +32,9 @@ FEATURES = {
                         final_params="average")),
     # 5 batches per iteration: cycles of 2 span iterations
     "accumulate": ({}, dict(accumulate=2)),
+    "groups": (dict(groups=[{"params": ["b"], "learning_rate": ExponentialDecay(0.05, 10),
+                             "momentum": 0.9, "name": "bias"}]), {}),
+    "freeze": (dict(freeze=["b"]), {}),
 }
 
 
