@@ -304,10 +304,10 @@ class Optimizer(legacy.Compat):
         -------
         list of (SharedVariable, expression) pairs
             New values of the parameters and every state variable, the
-            advance of the update counter (``update_count``) and, for each
-            graph schedule, its value for the next step in the
-            hyperparameter's shared scalar (``opt.learning_rate.get_value()``
-            reads it back). Give them to ``pytensor.function(...,
+            advance of the update counter (:attr:`update_count`) and, for
+            each graph schedule or PyTensor value, the value the step used,
+            into the hyperparameter's shared scalar
+            (``opt.learning_rate.get_value()`` reads it back). Give them to ``pytensor.function(...,
             updates=...)`` to get a step function.
 
         Raises
@@ -340,6 +340,13 @@ class Optimizer(legacy.Compat):
             If the number of arrays or an array's shape does not match.
         """
         checkpoint_state.set_params(self, targets)
+
+    @property
+    def update_count(self):
+        """The updates done: the counter that every step advances (steps of
+        your own functions from :meth:`get_updates` too) and graph schedules
+        read; ``schedule(opt.update_count)`` is the value the next step uses."""
+        return self._settings.count()
 
     @property
     def params(self):

@@ -690,8 +690,7 @@ def test_ready_schedules_drive_the_loop_and_resume_with_their_state(tmp_path):
     opt = downhill.build("sgd", loss)
     cosine = CosineWithWarmup(peak=0.05, warmup=4, total=20)
     opt.minimize([X, y], batch_size=16, max_updates=1, learning_rate=cosine)
-    # a graph schedule's scalar holds the value in force for the next update
-    assert opt.learning_rate.eval() == cosine(4) == 0.05
+    assert opt.learning_rate.eval() == pytest.approx(0.05 * 3 / 4)
 
     # plateau: the loss of a tiny learning rate stalls, so the value drops
     def run(schedule, iterations, path=None, resume=False):
