@@ -10,10 +10,9 @@ import numbers
 import numpy as np
 
 from . import checkpoint, schedules
-from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
+from .algorithms import ADADELTA, ADAGRAD, ESGD, NAG, SGD, Adam, RMSProp, RProp
 from .base import Optimizer
 from .dataset import Dataset
-from .first_order import NAG, SGD
 from .functional import updates
 from .registry import ALGORITHMS, build, register
 from .util import DownhillWarning

@@ -61,3 +61,18 @@ def test_rosenbrock(algo):
     for _ in range(ROSENBROCK_STEPS):
         final = step()
     assert np.isfinite(final) and final < 0.5 * initial, (initial, final)
+
+
+def test_downhill_04_module_paths_give_the_same_classes():
+    # 0.4 scripts import from downhill.adaptive and downhill.first_order
+    import importlib
+
+    adaptive = importlib.import_module("downhill.adaptive")
+    first_order = importlib.import_module("downhill.first_order")
+    for name in ("RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"):
+        assert getattr(adaptive, name) is getattr(downhill, name), name
+    assert first_order.SGD is downhill.SGD and first_order.NAG is downhill.NAG
+    from downhill.adaptive import RMSProp  # noqa: F401 (the 0.4 spelling)
+    # every registered rule lives in a family module of downhill.algorithms
+    for cls in downhill.ALGORITHMS.values():
+        assert cls.__module__.startswith("downhill.algorithms."), cls
