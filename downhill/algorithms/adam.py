@@ -73,9 +73,22 @@ class Adam(StepCounter, Optimizer):
     .. warning::
         The released original downhill divided :math:`v` by
         :math:`1 - \beta_2` instead of :math:`1 - \beta_2^t`; this is the
-        paper's correction. Unlike ``torch.optim.Adam`` (``betas=(0.9,
-        0.999)``) we take half-lives, not decay rates, and the defaults
-        differ: the default :math:`\beta_2 \approx 0.990`.
+        paper's correction. Unlike the peers (``betas=(0.9, 0.999)``) we
+        take half-lives, not decay rates, and the defaults differ: the
+        default :math:`\beta_2 \approx 0.990`. The mapping is
+        :math:`\beta_i = e^{-\ln 2 / h_i}`, i.e.
+        ``beta1_halflife = -ln 2 / ln(b1)``. Checked step by step
+        (``tests/test_oracles.py``), with ``beta1_decay=1``:
+
+        * ``torch.optim.Adam(lr=a, betas=(b1, b2), eps=e)`` and
+          ``optax.adam(a, b1=b1, b2=b2, eps=e)`` (``eps_root=0``) are
+          ``Adam(learning_rate=a, beta1_halflife=h1, beta2_halflife=h2,
+          rms_regularizer=e)``: all add eps to the root of the *corrected*
+          :math:`v`.
+        * ``torch.optim.AdamW(..., weight_decay=d)`` and
+          ``optax.adamw(..., weight_decay=d)`` are the same with
+          ``weight_decay=d`` (decoupled). ``torch.optim.Adam``'s
+          ``weight_decay`` adds :math:`d p` to the gradient instead.
 
     References
     ----------

@@ -12,6 +12,7 @@ from ..base import Optimizer
 from ..hyperparams import Hyper
 from ..registry import register
 from ..util import as_float, halflife_to_decay
+from .common import in_root, root_plus_epsilon
 
 __all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA"]
 
@@ -26,6 +27,13 @@ class RMSProp(Optimizer):
         Half-life, in updates, of the moving averages (> 0).
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under the square root (>= 0).
+    centered : bool, default True
+        Divide by the standard deviation (Graves's centred form, True) or by
+        the root mean square (Tieleman and Hinton's form, False) of the
+        gradient.
+    regularizer_in_root : bool, default True
+        Add :math:`\epsilon` under the square root (True) or to the root
+        (False, as ``torch.optim.RMSprop``).
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
@@ -37,7 +45,7 @@ class RMSProp(Optimizer):
 
     Notes
     -----
-    The centred form of Graves (2013), eqs. 38-45. With
+    By default the centred form of Graves (2013), eqs. 38-45. With
     :math:`\gamma = e^{-\ln 2 / h}` for half-life :math:`h`, each update
     keeps exponentially weighted averages of the gradient :math:`g` and of
     its square, and divides the step by the resulting standard deviation:
@@ -47,21 +55,44 @@ class RMSProp(Optimizer):
         s &\leftarrow \gamma s + (1 - \gamma)\, g^2 \\
         \delta &= \frac{\alpha\, g}{\sqrt{\max(s - f^2, 0) + \epsilon}}
 
+    With ``centered=False`` :math:`f` is neither kept nor subtracted (the
+    root mean square :math:`\sqrt{s + \epsilon}`), and with
+    ``regularizer_in_root=False`` the denominator is
+    :math:`\sqrt{\max(s - f^2, 0)} + \epsilon` (or
+    :math:`\sqrt{s} + \epsilon`).
+
     Symbols in the code: :math:`f` is the state ``NAME_g1_ewma``, :math:`s`
     ``NAME_g2_ewma``, :math:`\gamma` the shared scalar ``ewma``,
-    :math:`\epsilon` ``epsilon``, :math:`\alpha` ``learning_rate``. The step
-    :math:`\delta` then goes through the base class's momentum, if any.
+    :math:`\epsilon` ``epsilon``, :math:`\alpha` ``learning_rate``, the
+    denominator ``rms``. The step :math:`\delta` then goes through the base
+    class's momentum, if any.
 
     The clamp at zero is ours: in float32, rounding makes :math:`s - f^2`
     slightly negative for large, nearly constant gradients, which the
     original library turned into NaN.
 
     .. warning::
-        Here :math:`\epsilon` sits *inside* the square root, and the
-        variance is centred (:math:`s - f^2`). ``torch.optim.RMSprop`` adds
-        eps *outside* the root and centres only with ``centered=True``; it
-        also takes a decay rate ``alpha`` where we take a half-life
-        (``alpha = exp(-ln 2 / rms_halflife)``).
+        By default :math:`\epsilon` sits *inside* the square root and the
+        variance is centred. We take a half-life where the peers take a
+        decay rate: ``alpha`` (torch) or ``decay`` (optax)
+        :math:`= \gamma = e^{-\ln 2 / h}`, i.e.
+        ``rms_halflife = -ln 2 / ln(alpha)``. Checked step by step
+        (``tests/test_oracles.py``):
+
+        * ``torch.optim.RMSprop(lr=a, alpha=g, eps=e, centered=c,
+          momentum=m)`` is ``RMSProp(learning_rate=a, rms_halflife=h,
+          rms_regularizer=e, centered=c, regularizer_in_root=False,
+          momentum=m)``: torch adds eps *outside* the root. Its
+          ``weight_decay`` adds ``weight_decay * p`` to the gradient
+          (coupled), unlike ours.
+        * ``optax.rmsprop(a, decay=g, eps=e, eps_in_sqrt=r, centered=c,
+          momentum=m, nesterov=n)`` is ``RMSProp(learning_rate=a,
+          rms_halflife=h, rms_regularizer=e, regularizer_in_root=r,
+          centered=c, momentum=m, nesterov=n)`` (optax's defaults are
+          ``eps_in_sqrt=True``, ``centered=False``).
+
+        Neither peer clamps :math:`s - f^2` at zero: where rounding makes
+        it negative, they give a larger step or NaN.
 
     References
     ----------
@@ -76,19 +107,29 @@ class RMSProp(Optimizer):
               low=0, low_open=True, shared="ewma", transform=halflife_to_decay),
         Hyper("rms_regularizer", 1e-8, "epsilon added under the square root",
               low=0, shared="epsilon"),
+        Hyper("centered", True, "divide by the standard deviation (True) or the root mean "
+              "square (False) of the gradient", kind=bool, structural=True),
+        in_root(True, peers="torch.optim.RMSprop: False"),
     )
 
     def _step(self, param, grad):
         gamma = self._hyper("ewma", param)
         one = as_float(1, param.dtype)
-        f = self._state_like(param, "g1_ewma")
+        state = []
+        if self._values["centered"]:
+            f = self._state_like(param, "g1_ewma")
+            f_new = gamma * f + (one - gamma) * grad
+            state.append((f, f_new))
         s = self._state_like(param, "g2_ewma")
-        f_new = gamma * f + (one - gamma) * grad
         s_new = gamma * s + (one - gamma) * grad * grad
-        var = pt.maximum(s_new - f_new * f_new, as_float(0, param.dtype))
-        rms = pt.sqrt(var + self._hyper("epsilon", param))
+        state.append((s, s_new))
+        var = s_new
+        if self._values["centered"]:
+            var = pt.maximum(s_new - f_new * f_new, as_float(0, param.dtype))
+        rms = root_plus_epsilon(var, self._hyper("epsilon", param),
+                                self._values["regularizer_in_root"])
         delta = self._hyper("learning_rate", param) * grad / rms
-        return delta, [(f, f_new), (s, s_new)]
+        return delta, state
 
 
 @register
@@ -149,6 +190,17 @@ class RProp(Optimizer):
     ``step_increase`` and ``step_decrease``, :math:`\Delta_{min}` and
     :math:`\Delta_{max}` ``min_step`` and ``max_step``. The step
     :math:`\delta` then goes through the base class's momentum, if any.
+
+    .. warning::
+        Peers, checked step by step (``tests/test_oracles.py``):
+        ``torch.optim.Rprop(lr=a, etas=(d, i), step_sizes=(lo, hi))`` is
+        ``RProp(learning_rate=a, rprop_decrease=d, rprop_increase=i,
+        rprop_min_step=lo, rprop_max_step=hi)``, bit for bit (torch's
+        defaults are ``etas=(0.5, 1.2)``, ``step_sizes=(1e-6, 50)``; ours are
+        gentler). ``optax.rprop`` 0.2.8 returns the *previous* step's update
+        (google-deepmind/optax pull request 1725: its first step does not
+        move) and leaves :math:`\Delta` unclipped where :math:`\tau = 0`;
+        it is not a counterpart.
 
     .. note::
         The step sizes start at the ``learning_rate`` in force when the
@@ -217,6 +269,9 @@ class ADAGRAD(Optimizer):
     ----------
     rms_regularizer : float, default 1e-8
         :math:`\epsilon`, added under the square root (>= 0).
+    regularizer_in_root : bool, default True
+        Add :math:`\epsilon` under the square root (True) or to the root
+        (False, as ``torch.optim.Adagrad`` and the paper).
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
@@ -235,16 +290,29 @@ class ADAGRAD(Optimizer):
         G &\leftarrow G + g^2 \\
         \delta &= \frac{\alpha\, g}{\sqrt{G + \epsilon}}
 
+    or, with ``regularizer_in_root=False``,
+    :math:`\delta = \alpha g / (\sqrt{G} + \epsilon)`.
+
     Symbols in the code: :math:`G` is the state ``NAME_g2_acc``,
     :math:`\epsilon` the shared scalar ``epsilon``, :math:`\alpha`
     ``learning_rate``. The step :math:`\delta` then goes through the base
     class's momentum, if any.
 
     .. warning::
-        :math:`\epsilon` sits *inside* the square root, as in the original
-        downhill's code (its docstring put it outside).
-        ``torch.optim.Adagrad`` and ``optax.adagrad`` add eps *outside* the
-        root (and optax starts :math:`G` at 0.1).
+        By default :math:`\epsilon` sits *inside* the square root, as in the
+        original downhill's code (its docstring put it outside). The peers,
+        checked step by step (``tests/test_oracles.py``):
+
+        * ``optax.adagrad(a, initial_accumulator_value=0, eps=e)`` is
+          ``ADAGRAD(learning_rate=a, rms_regularizer=e)``: optax too adds
+          eps *inside* the root, but starts :math:`G` at
+          ``initial_accumulator_value``, 0.1 by default (we start at 0).
+        * ``torch.optim.Adagrad(lr=a, eps=e)`` (``lr_decay=0``,
+          ``initial_accumulator_value=0``, its defaults) is
+          ``ADAGRAD(learning_rate=a, rms_regularizer=e,
+          regularizer_in_root=False)``: torch adds eps *outside* the root.
+        * PyMC's ``pm.updates.adagrad(learning_rate=a, epsilon=e)`` adds it
+          inside, as we do (``ADAGRAD(learning_rate=a, rms_regularizer=e)``).
 
     References
     ----------
@@ -257,13 +325,15 @@ class ADAGRAD(Optimizer):
     HYPERS = (
         Hyper("rms_regularizer", 1e-8, "epsilon added under the square root",
               low=0, shared="epsilon"),
+        in_root(True, peers="torch.optim.Adagrad: False"),
     )
 
     def _step(self, param, grad):
         g2_acc = self._state_like(param, "g2_acc")
         g2_new = g2_acc + grad * grad
         delta = (self._hyper("learning_rate", param) * grad
-                 / pt.sqrt(g2_new + self._hyper("epsilon", param)))
+                 / root_plus_epsilon(g2_new, self._hyper("epsilon", param),
+                                     self._values["regularizer_in_root"]))
         return delta, [(g2_acc, g2_new)]
 
 
@@ -311,10 +381,14 @@ class ADADELTA(Optimizer):
     before momentum.
 
     .. warning::
-        ``torch.optim.Adadelta`` multiplies :math:`\delta` by a learning
-        rate ``lr`` (default 1.0) and takes a decay rate ``rho`` where we
-        take a half-life (``rho = exp(-ln 2 / rms_halflife)``); its default
-        eps is 1e-6.
+        ``torch.optim.Adadelta`` and ``optax.adadelta`` multiply
+        :math:`\delta` by a learning rate (``lr``, default 1.0 in torch) and
+        take a decay rate ``rho`` where we take a half-life
+        (``rho = exp(-ln 2 / rms_halflife)``); their default eps is 1e-6.
+        Both add eps under both roots, as we do. Checked step by step
+        (``tests/test_oracles.py``): ``torch.optim.Adadelta(lr=1, rho=r,
+        eps=e)`` and ``optax.adadelta(1.0, rho=r, eps=e)`` are
+        ``ADADELTA(rms_halflife=h, rms_regularizer=e)``.
 
     References
     ----------

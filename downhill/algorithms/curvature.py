@@ -98,7 +98,9 @@ class ESGD(Optimizer):
 
     .. warning::
         :math:`\epsilon` is added *outside* the square root here, unlike
-        :class:`RMSProp`, :class:`ADAGRAD` and :class:`ADADELTA`.
+        :class:`~downhill.ADADELTA` and the defaults of
+        :class:`~downhill.RMSProp` and :class:`~downhill.ADAGRAD`. Neither
+        torch nor optax has ESGD.
 
     References
     ----------

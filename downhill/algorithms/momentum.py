@@ -55,7 +55,22 @@ class SGD(Optimizer):
     .. warning::
         The original downhill stored the parameter's step, not :math:`v`, as
         the velocity under ``nesterov=True``; this version stores :math:`v`,
-        as the equations above say.
+        as the equations above say. The peers keep a velocity in units of
+        the gradient, :math:`b = -v / \alpha`, which is the same rule while
+        the learning rate is constant. Checked step by step
+        (``tests/test_oracles.py``):
+
+        * ``torch.optim.SGD(lr=a, momentum=m, nesterov=n)`` is
+          ``SGD(learning_rate=a, momentum=m, nesterov=n)`` (bit for bit
+          without momentum). torch's ``weight_decay=d`` adds :math:`d p` to
+          the gradient, which equals our ``weight_decay=d`` only without
+          momentum (ours is decoupled: it does not enter the velocity).
+        * ``optax.sgd(a, momentum=m, nesterov=n)`` is the same (bit for bit
+          without momentum); ``optax.chain(optax.sgd(a, m, n),
+          optax.add_decayed_weights(-a * d))`` adds our ``weight_decay=d``.
+        * PyMC's ``pm.updates.sgd``, ``momentum`` and ``nesterov_momentum``
+          (``learning_rate=a, momentum=m``) are ``SGD``/``NAG`` with the
+          same numbers (bit for bit without momentum).
 
     References
     ----------
