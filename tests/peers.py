@@ -106,16 +106,23 @@ def run_torch(make, grads, init, clip=None):
     """
     import torch
 
-    params = [torch.tensor(x.copy(), requires_grad=True) for x in init]
-    opt = make(params)
-    trajectory = []
-    for gs in grads:
-        for p, g in zip(params, gs):
-            p.grad = torch.tensor(g.copy())
-        if clip is not None:
-            clip(params)
-        opt.step()
-        trajectory.append([p.detach().numpy().copy() for p in params])
+    # torch keeps scalar state (NAdam's product of momenta) in its default
+    # dtype: float32 unless told, which would round a float64 run
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, str(init[0].dtype)))
+    try:
+        params = [torch.tensor(x.copy(), requires_grad=True) for x in init]
+        opt = make(params)
+        trajectory = []
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = torch.tensor(g.copy())
+            if clip is not None:
+                clip(params)
+            opt.step()
+            trajectory.append([p.detach().numpy().copy() for p in params])
+    finally:
+        torch.set_default_dtype(default)
     return trajectory
 
 

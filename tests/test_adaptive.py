@@ -277,7 +277,7 @@ DOCUMENTED = {
     "adadelta": dict(rms_halflife=14.0, rms_regularizer=1e-8),
     "esgd": dict(rms_halflife=14.0, rms_regularizer=1e-8, hv_method="rop", seed=0),
     "adam": dict(beta1_halflife=7.0, beta2_halflife=69.0, rms_regularizer=1e-8,
-                 beta1_decay=1.0),
+                 beta1_decay=1.0, amsgrad=False, amsgrad_max="corrected"),
 }
 COMMON = set(downhill.Optimizer.hyperparameters())
 

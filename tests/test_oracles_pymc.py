@@ -16,7 +16,7 @@ import numpy as np
 import pytensor
 import pytest
 
-from peers import compare, gradients, initial, run_downhill, run_pymc
+from peers import compare, decay, gradients, initial, run_downhill, run_pymc
 
 pytestmark = pytest.mark.pymc  # CI's first environment deselects these: -m "not pymc"
 
@@ -49,6 +49,18 @@ CASES = [
      "rmsprop", dict(learning_rate=0.01, rho=math.exp(-math.log(2) / 10.0), epsilon=EPS), False),
     ("adadelta", "adadelta", dict(learning_rate=1.0, rms_halflife=10.0, rms_regularizer=1e-4),
      "adadelta", dict(learning_rate=1.0, rho=math.exp(-math.log(2) / 10.0), epsilon=1e-4), False),
+    # PyMC adds epsilon to the maximum, torch and optax inside it
+    ("adamax", "adamax", dict(learning_rate=0.01, beta1_halflife=5.0, beta2_halflife=50.0,
+                              rms_regularizer=EPS, regularizer_in_max=False),
+     "adamax", dict(learning_rate=0.01, beta1=decay(5.0), beta2=decay(50.0), epsilon=EPS),
+     False),
+    # pm.fit's default optimizer, with its default epsilon and window
+    ("adagrad_window", "adagrad_window", dict(learning_rate=0.01, rms_regularizer=0.1,
+                                              window=10),
+     "adagrad_window", dict(learning_rate=0.01, epsilon=0.1, n_win=10), True),
+    ("adagrad_window-3", "adagrad_window", dict(learning_rate=0.01, rms_regularizer=EPS,
+                                                window=3),
+     "adagrad_window", dict(learning_rate=0.01, epsilon=EPS, n_win=3), True),
 ]
 
 

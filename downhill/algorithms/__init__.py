@@ -34,9 +34,11 @@ A module is made when its first rule arrives. ``downhill.first_order`` and
 same classes.
 """
 
-from .adam import Adam
-from .adaptive import ADADELTA, ADAGRAD, RMSProp, RProp
+from .adam import AMSGrad, Adam, Adamax, NAdam, RAdam
+from .adaptive import ADADELTA, ADAGRAD, AdagradWindow, RMSProp, RProp
 from .curvature import ESGD
 from .momentum import NAG, SGD
+from .second_moment import AdaBelief, Yogi
 
-__all__ = ["SGD", "NAG", "RMSProp", "RProp", "ADAGRAD", "ADADELTA", "Adam", "ESGD"]
+__all__ = ["SGD", "NAG", "RMSProp", "RProp", "ADAGRAD", "ADADELTA", "AdagradWindow", "Adam",
+           "AMSGrad", "Adamax", "NAdam", "RAdam", "AdaBelief", "Yogi", "ESGD"]

@@ -1,4 +1,5 @@
-"""Adaptive per-element step sizes: RMSProp, RProp, ADAGRAD, ADADELTA.
+"""Adaptive per-element step sizes: RMSProp, RProp, ADAGRAD, ADADELTA and
+PyMC's windowed ADAGRAD (``adagrad_window``).
 
 Each element of a parameter gets its own step size from the history of
 its gradient (a running average or sum of squares, or the signs of
@@ -12,9 +13,9 @@ from ..base import Optimizer
 from ..hyperparams import Hyper
 from ..registry import register
 from ..util import as_float, halflife_to_decay
-from .common import in_root, root_plus_epsilon
+from .common import StepCounter, in_root, root_plus_epsilon
 
-__all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA"]
+__all__ = ["RMSProp", "RProp", "ADAGRAD", "ADADELTA", "AdagradWindow"]
 
 
 @register
@@ -90,6 +91,9 @@ class RMSProp(Optimizer):
           rms_halflife=h, rms_regularizer=e, regularizer_in_root=r,
           centered=c, momentum=m, nesterov=n)`` (optax's defaults are
           ``eps_in_sqrt=True``, ``centered=False``).
+        * PyMC's ``pm.updates.rmsprop(learning_rate=a, rho=g, epsilon=e)``
+          is ``RMSProp(learning_rate=a, rms_halflife=h, rms_regularizer=e,
+          centered=False)`` (``tests/test_oracles_pymc.py``).
 
         Neither peer clamps :math:`s - f^2` at zero: where rounding makes
         it negative, they give a larger step or NaN.
@@ -388,7 +392,8 @@ class ADADELTA(Optimizer):
         Both add eps under both roots, as we do. Checked step by step
         (``tests/test_oracles.py``): ``torch.optim.Adadelta(lr=1, rho=r,
         eps=e)`` and ``optax.adadelta(1.0, rho=r, eps=e)`` are
-        ``ADADELTA(rms_halflife=h, rms_regularizer=e)``.
+        ``ADADELTA(rms_halflife=h, rms_regularizer=e)``, and so is PyMC's
+        ``pm.updates.adadelta(learning_rate=1, rho=r, epsilon=e)``.
 
     References
     ----------
@@ -413,3 +418,95 @@ class ADADELTA(Optimizer):
         delta = grad * pt.sqrt(x2_ewma + eps) / pt.sqrt(g2_new + eps)
         x2_new = gamma * x2_ewma + (one - gamma) * delta * delta
         return delta, [(g2_ewma, g2_new), (x2_ewma, x2_new)]
+
+
+@register(name="adagrad_window")
+class AdagradWindow(StepCounter, Optimizer):
+    r"""PyMC's windowed ADAGRAD: scale steps by the root of the last few squared gradients.
+
+    The default optimizer of ``pm.fit`` (``pm.adagrad_window``): ADAGRAD
+    whose sum covers only the last :math:`n` gradients, so that the steps
+    do not shrink for ever.
+
+    Parameters
+    ----------
+    window : int, default 10
+        :math:`n`, how many past squared gradients are summed (>= 1), PyMC's
+        ``n_win``. It sets the shape of the state: fixed once the state is
+        made.
+    rms_regularizer : float, default 0.1
+        :math:`\epsilon`, added under the square root (>= 0); PyMC's default.
+    loss, params, inputs, updates, monitors, monitor_gradients, mode
+        As for :class:`~downhill.Optimizer`.
+    **hyperparameters
+        Also defaults for the common hyperparameters (``learning_rate``,
+        ``momentum``, ``nesterov``, ``weight_decay``, clipping limits, early
+        stopping, ``on_nonfinite``), listed with their ranges by
+        :meth:`~downhill.Optimizer.hyperparameters` and
+        ``downhill algorithms``.
+
+    Notes
+    -----
+    A ring buffer :math:`W` of the last :math:`n` squared gradients (zeros
+    before the first :math:`n` steps), written at position :math:`t \bmod
+    n` of step :math:`t` (counted from 0):
+
+    .. math::
+        W_{t \bmod n} &\leftarrow g^2 \\
+        \delta &= \frac{\alpha\, g}{\sqrt{\sum_{k=0}^{n-1} W_k + \epsilon}} \\
+        t &\leftarrow t + 1
+
+    Symbols in the code: :math:`W` is the state ``NAME_g2_window`` (the
+    parameter's shape with an axis of length :math:`n` after it),
+    :math:`t` the optimizer-wide ``t``, :math:`t \bmod n` ``slot``,
+    :math:`\epsilon` the shared scalar ``epsilon``, :math:`\alpha`
+    ``learning_rate``. The step :math:`\delta` then goes through the base
+    class's momentum, if any. It keeps :math:`n` times the parameters'
+    memory.
+
+    .. warning::
+        PyMC's ``pm.adagrad_window(learning_rate=a, epsilon=e, n_win=n)``
+        is ``build('adagrad_window', ..., learning_rate=a,
+        rms_regularizer=e, window=n)``, checked step by step
+        (``tests/test_oracles_pymc.py``); note that downhill's default
+        learning rate (1e-4) is not PyMC's (1e-3): for ``pm.fit``, give
+        ``downhill.updates('adagrad_window', learning_rate=1e-3)``. PyMC
+        keeps a float position counter per parameter; we keep one integer
+        step counter for the optimizer. torch and optax have no such rule.
+
+    References
+    ----------
+    .. [1] PyMC developers. ``pymc.variational.updates.adagrad_window``
+       (PyMC 5.28), the default ``obj_optimizer`` of ``pymc.fit``.
+    .. [2] J. Duchi, E. Hazan and Y. Singer (2011). Adaptive subgradient
+       methods for online learning and stochastic optimization. Journal of
+       Machine Learning Research 12, 2121-2159.
+    """
+
+    HYPERS = (
+        Hyper("window", 10, "how many past squared gradients are summed (fixed once the "
+              "state is made)", kind=int, low=1, structural=True),
+        Hyper("rms_regularizer", 0.1, "epsilon added under the square root",
+              low=0, shared="epsilon"),
+    )
+
+    def _configure(self, given):
+        window = dict(self._defaults, **self._check_hypers(given))["window"]
+        variables = self.__dict__.get("_variables")
+        made = [v for (_, suffix), v in variables.variables.items()
+                if suffix == "g2_window"] if variables else []
+        if made and made[0].type.shape[-1] != window:
+            raise ValueError(
+                f"invalid window: {window!r} (this optimizer's state keeps "
+                f"{made[0].type.shape[-1]} gradients; make a new optimizer for another "
+                "window)")
+        return super()._configure(given)
+
+    def _step(self, param, grad):
+        n = self._values["window"]
+        window = self._state_like(param, "g2_window", trailing=(n,))
+        slot = self._t_prev % n
+        window_new = pt.set_subtensor(window[..., slot], grad * grad)
+        delta = (self._hyper("learning_rate", param) * grad
+                 / pt.sqrt(window_new.sum(axis=-1) + self._hyper("epsilon", param)))
+        return delta, [(window, window_new)]

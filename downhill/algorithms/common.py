@@ -13,9 +13,20 @@ to it; :func:`in_root` declares the switch between the two and
 import pytensor.tensor as pt
 
 from ..hyperparams import Hyper
-from ..util import as_float
+from ..util import as_float, halflife_to_decay
 
-__all__ = ["StepCounter", "in_root", "root_plus_epsilon"]
+__all__ = ["StepCounter", "BETAS", "in_root", "root_plus_epsilon"]
+
+#: The half-lives of the Adam family's two averages, as Adam declares them:
+#: :math:`\beta_1 = e^{-\ln 2 / 7} \approx 0.906` and
+#: :math:`\beta_2 = e^{-\ln 2 / 69} \approx 0.990`, in the shared scalars
+#: ``beta1`` and ``beta2``.
+BETAS = (
+    Hyper("beta1_halflife", 7.0, "half-life in updates of the gradient average",
+          low=0, low_open=True, shared="beta1", transform=halflife_to_decay),
+    Hyper("beta2_halflife", 69.0, "half-life in updates of the squared gradient average",
+          low=0, low_open=True, shared="beta2", transform=halflife_to_decay),
+)
 
 
 class StepCounter:
