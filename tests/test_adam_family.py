@@ -301,7 +301,7 @@ def test_yogis_first_step_from_zero_is_adams():
 
 
 def reddi(algo, steps=101 * 100, alpha=0.5, **hyper):
-    """Reddi et al. (2018), Section 3 and Figure 1: f_t(x) = 1010 x when
+    """Reddi et al. (2018), Section 5 and Figure 1: f_t(x) = 1010 x when
     t mod 101 = 1, else -10 x, on [-1, 1]; the best point is -1 (the
     average gradient is positive). Step size alpha / sqrt(t), beta1 = 0.9,
     beta2 = 0.99, projection onto [-1, 1] after every step."""
@@ -333,7 +333,7 @@ def test_reddi_counterexample_adam_goes_to_plus_one_amsgrad_to_minus_one(form):
 
 
 def test_radam_takes_momentum_steps_until_rho_passes_the_threshold():
-    # Liu et al. (2020), eq. 6: with beta2 = 0.999, rho_1..rho_5 <= 5 (so the
+    # Liu et al. (2020), Algorithm 2: with beta2 = 0.999, rho_1..rho_5 <= 5 (so the
     # first five steps are plain bias-corrected momentum), rho_6 > 5
     b2 = 0.999
     rho_inf = 2 / (1 - b2) - 1

@@ -85,8 +85,9 @@ class Adam(StepCounter, Optimizer):
     v)` and :math:`\delta = \alpha\, m / (1 - \beta_1^t) /
     (\sqrt{v_{max} / (1 - \beta_2^t)} + \epsilon)`. The paper corrects
     neither moment (and decays :math:`\alpha` as :math:`1/\sqrt t`); its
-    counterexample (Section 3, f_t = 1010 x or -10 x on [-1, 1]) behaves
-    as published with either form: ``tests/test_adam_family.py``.
+    synthetic experiment (Section 5: :math:`f_t(x) = 1010 x` every 101st
+    step, else :math:`-10 x`, on :math:`[-1, 1]`) behaves as published
+    with either form: ``tests/test_adam_family.py``.
 
     With the default :math:`\lambda = 1`, :math:`\beta_{1,t} = \beta_1`.
     The decaying :math:`\beta_{1,t}` is the one of the paper's first
@@ -312,7 +313,7 @@ class Adamax(StepCounter, Optimizer):
         ``Adamax(learning_rate=a, beta1_halflife=h1, beta2_halflife=h2,
         rms_regularizer=e)``; PyMC's ``pm.updates.adamax(learning_rate=a,
         beta1=b1, beta2=b2, epsilon=e)`` adds epsilon to :math:`u` instead:
-        ``regularizer_in_max=False``. torch's ``weight_decay`` adds
+        ``regularizer_in_max=False`` (bit for bit). torch's ``weight_decay`` adds
         :math:`d p` to the gradient; ours is decoupled.
 
     References
@@ -367,8 +368,8 @@ class NAdam(StepCounter, Optimizer):
         ``momentum_decay``.
     mu_schedule : bool, default True
         Warm the momentum up with Dozat's schedule (True, as
-        ``torch.optim.NAdam`` and Keras) or keep :math:`\mu_t = \beta_1`
-        (False, as ``optax.nadam``).
+        ``torch.optim.NAdam``) or keep :math:`\mu_t = \beta_1` (False, as
+        ``optax.nadam``).
     loss, params, inputs, updates, monitors, monitor_gradients, mode
         As for :class:`~downhill.Optimizer`.
     **hyperparameters
@@ -397,14 +398,13 @@ class NAdam(StepCounter, Optimizer):
 
     With ``mu_schedule=False``, :math:`\mu_t = \beta_1` and
     :math:`\Pi_t = \beta_1^t`. Dozat's Algorithm 2 also averages :math:`m`
-    with :math:`\mu_t` rather than :math:`\beta_1` and scales the second
-    moment by :math:`\beta_2`; like torch, Keras and optax, we do not.
+    with :math:`\mu_t` rather than :math:`\beta_1` and scales the corrected
+    second moment by :math:`\beta_2`; like torch and optax, we do neither.
 
     Symbols in the code: :math:`m` is the state ``NAME_g1_ewma``, :math:`v`
     ``NAME_g2_ewma``, :math:`t` the optimizer-wide ``t``, :math:`\Pi_t`
     the optimizer-wide state ``mu_product`` (in the parameters' dtype) and
-    ``prod``,
-    :math:`\mu_t` and :math:`\mu_{t+1}` ``mu_t`` and ``mu_next``,
+    ``prod``, :math:`\mu_t` and :math:`\mu_{t+1}` ``mu_t`` and ``mu_next``,
     :math:`\psi` the shared scalar ``mu_decay``, :math:`\beta_1`,
     :math:`\beta_2`, :math:`\epsilon`, :math:`\alpha` ``beta1``, ``beta2``,
     ``epsilon``, ``learning_rate``. The step :math:`\delta` then goes through
@@ -423,7 +423,7 @@ class NAdam(StepCounter, Optimizer):
     References
     ----------
     .. [1] T. Dozat (2016). Incorporating Nesterov momentum into Adam. ICLR
-       workshop; Algorithm 2 and the schedule of :math:`\mu_t` (Section 3).
+       workshop; Algorithm 2 and its schedule of :math:`\mu_t`.
     .. [2] I. Sutskever, J. Martens, G. Dahl and G. Hinton (2013). On the
        importance of initialization and momentum in deep learning. ICML.
     """
@@ -501,11 +501,10 @@ class RAdam(StepCounter, Optimizer):
     -----
     Liu et al. (2020), Algorithm 2. :math:`\rho_t` is the length of the
     simple moving average that Adam's exponential average of :math:`g^2`
-    approximates after :math:`t` steps (eqs. 5-6); while it is short, the
+    approximates after :math:`t` steps; while it is short, the
     variance of the adaptive learning rate is large (divergent for
     :math:`\rho_t \le 4`) and the step is plain bias-corrected momentum;
-    after, the adaptive step is scaled by the rectification :math:`r_t`
-    (eq. 9):
+    after, the adaptive step is scaled by the rectification :math:`r_t`:
 
     .. math::
         \rho_\infty &= \frac{2}{1 - \beta_2} - 1, \qquad
@@ -554,7 +553,7 @@ class RAdam(StepCounter, Optimizer):
     ----------
     .. [1] L. Liu, H. Jiang, P. He, W. Chen, X. Liu, J. Gao and J. Han (2020).
        On the variance of the adaptive learning rate and beyond. ICLR;
-       arXiv:1908.03265, Algorithm 2, eqs. 5-9.
+       arXiv:1908.03265, Algorithm 2.
     """
 
     HYPERS = BETAS + (
