@@ -169,10 +169,10 @@ class Optimizer(legacy.Compat):
 
     # -- graphs ------------------------------------------------------
 
-    def _state_like(self, param, suffix, value=0):
+    def _state_like(self, param, suffix, value=0, trailing=()):
         """The state variable ``suffix`` of ``param``, made on first use
         (see :meth:`downhill.variables.StateVariables.like`)."""
-        return self._variables.like(param, suffix, value)
+        return self._variables.like(param, suffix, value, trailing)
 
     def _global_state(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.
