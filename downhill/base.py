@@ -177,10 +177,10 @@ class Optimizer(legacy.Compat):
 
     # -- graphs ------------------------------------------------------
 
-    def _state_like(self, param, suffix, value=0):
+    def _state_like(self, param, suffix, value=0, trailing=()):
         """The state variable ``suffix`` of ``param``, made on first use
         (see :meth:`downhill.variables.StateVariables.like`)."""
-        return self._variables.like(param, suffix, value)
+        return self._variables.like(param, suffix, value, trailing)
 
     def _global_state(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.
@@ -482,7 +482,10 @@ class Optimizer(legacy.Compat):
             Monitors of the last training iteration (None if none ran).
         valid_monitors : dict
             Monitors of the last validation, which follows the last
-            iteration when training ends by ``max_updates``.
+            iteration when training ends by ``max_updates``. (downhill 0.4
+            returned the validation yielded with the last iteration, made
+            before it; ``for train, valid in opt.iterate(...): pass`` gives
+            that.)
         """
         return training.minimize(self, *args, **kwargs)
 

@@ -109,6 +109,36 @@ def _unheld(batches):
         yield batch
 
 
+def _training_batches(settings, run, batches, count, schedules):
+    """The batches of a training pass, with the schedules applied and each
+    batch marked as drawn (``RunState.drawn``) until its step is counted.
+
+    With ``count``, the number of batches the pass gives, every schedule is
+    evaluated *before* its batch is drawn: a schedule is the caller's code,
+    and whatever it raises (a ``KeyboardInterrupt`` too) then leaves the
+    datasets where the last whole step left them, so the checkpoint written
+    on the way out resumes exactly. A pass of unknown length (a one-shot
+    iterator, whose position no checkpoint holds) draws first, so that no
+    schedule is asked for an update that never comes. Anything that ends the
+    pass between a draw and its step's bookkeeping leaves ``drawn`` set, and
+    the loop then writes no checkpoint (it would skip that batch).
+    """
+    before = schedules and count is not None
+    after = schedules and count is None
+    iterator = iter(batches)
+    for _ in itertools.repeat(None) if count is None else range(count):
+        if before:
+            settings.apply_schedules(run.updates)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        run.drawn = True
+        if after:
+            settings.apply_schedules(run.updates)
+        yield item
+
+
 def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_skips=0):
     """Call ``fn`` on every batch of one pass; weighted means of its outputs.
 
@@ -173,18 +203,21 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         if run.sums is not None and len(run.sums) != len(names):
             log.warning("the saved iteration's sums do not fit the monitors; they restart")
             run.sums, run.weight = None, 0
+        left = dataset.iteration_size
+        if left is not None:
+            left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
-            batches = itertools.islice(batches, max(dataset.iteration_size - run.batches, 0))
+            batches = itertools.islice(batches, left)
+        batches = _training_batches(opt._settings, run, batches, left, schedules)
         sums, total = run.sums, run.weight
     else:
         sums, total = None, 0
     for batch, weight in batches:
-        if schedules:
-            opt._settings.apply_schedules(run.updates)
         values = fn(*batch)
         if train:
             run.updates += 1
             run.batches += 1
+            run.drawn = False
         finite = True
         if guarded:
             finite = bool(values[-1])
@@ -508,7 +541,12 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         opt._functions.release()  # JAX mode: values back on the host as numpy arrays
         saved = None
         try:
-            if checkpoint is not None and failure is None:
+            if checkpoint is not None and failure is None and opt._run.drawn:
+                log.error("checkpoint %s not written: the run ended between drawing a batch "
+                          "and counting its step, so the state would not resume exactly (it "
+                          "would skip that batch); the last checkpoint written stays",
+                          checkpoint)
+            elif checkpoint is not None and failure is None:
                 # the state as it stands (after the last whole step), so that
                 # resuming continues exactly; the best parameters are in it too
                 if _save(opt, checkpoint, datasets):

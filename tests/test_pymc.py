@@ -48,7 +48,7 @@ def reference(pm, regression):
     return posterior_means(pm, regression, pm.adam(learning_rate=0.01))[0]
 
 
-@pytest.mark.parametrize("algo", ["rmsprop", "adam", "esgd"])
+@pytest.mark.parametrize("algo", ["rmsprop", "adam", "esgd", "adagrad_window"])
 def test_advi_with_downhill_matches_pymcs_adam(pm, regression, reference, algo):
     means, history = posterior_means(pm, regression,
                                      downhill.updates(algo, learning_rate=0.01))

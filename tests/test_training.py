@@ -443,6 +443,10 @@ RESUME = {
     "rmsprop": dict(learning_rate=0.003), "rprop": dict(learning_rate=0.003),
     "adagrad": dict(learning_rate=0.01), "adadelta": dict(),
     "esgd": dict(learning_rate=0.003, seed=5), "adam": dict(learning_rate=0.003),
+    "amsgrad": dict(learning_rate=0.003), "adamax": dict(learning_rate=0.003),
+    "nadam": dict(learning_rate=0.003), "radam": dict(learning_rate=0.003),
+    "adabelief": dict(learning_rate=0.003), "yogi": dict(learning_rate=0.003),
+    "adagrad_window": dict(learning_rate=0.01, window=3),
 }
 
 
