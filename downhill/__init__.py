@@ -10,10 +10,10 @@ import numbers
 import numpy as np
 
 from . import checkpoint, schedules
-from .adaptive import ADADELTA, ADAGRAD, ESGD, Adam, RMSProp, RProp
+from .algorithms import (ADADELTA, ADAGRAD, ESGD, NAG, SGD, AdaBelief, AdagradWindow, Adam,
+                         Adamax, AMSGrad, NAdam, RAdam, RMSProp, RProp, Yogi)
 from .base import Optimizer
 from .dataset import Dataset
-from .first_order import NAG, SGD
 from .functional import updates
 from .registry import ALGORITHMS, build, register
 from .util import DownhillWarning
@@ -21,9 +21,9 @@ from .util import DownhillWarning
 __version__ = "0.5.0"
 
 __all__ = [
-    "ADADELTA", "ADAGRAD", "ALGORITHMS", "Adam", "Dataset", "DownhillWarning", "ESGD", "NAG",
-    "Optimizer",
-    "RMSProp", "RProp", "SGD",
+    "ADADELTA", "ADAGRAD", "ALGORITHMS", "AMSGrad", "AdaBelief", "AdagradWindow", "Adam",
+    "Adamax", "Dataset", "DownhillWarning", "ESGD", "NAG", "NAdam", "Optimizer", "RAdam",
+    "RMSProp", "RProp", "SGD", "Yogi",
     "build", "checkpoint", "minimize", "register", "schedules", "updates", "__version__",
 ]
 

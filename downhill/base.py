@@ -194,10 +194,10 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
 
     # -- graphs ------------------------------------------------------
 
-    def _state_like(self, param, suffix, value=0):
+    def _state_like(self, param, suffix, value=0, trailing=()):
         """The state variable ``suffix`` of ``param``, made on first use
         (see :meth:`downhill.variables.StateVariables.like`)."""
-        return self._variables.like(param, suffix, value)
+        return self._variables.like(param, suffix, value, trailing)
 
     def _global_state(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.
@@ -316,10 +316,10 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
         -------
         list of (SharedVariable, expression) pairs
             New values of the parameters and every state variable, the
-            advance of the update counter (``update_count``) and, for each
-            graph schedule, its value for the next step in the
-            hyperparameter's shared scalar (``opt.learning_rate.get_value()``
-            reads it back). Give them to ``pytensor.function(...,
+            advance of the update counter (:attr:`update_count`) and, for
+            each graph schedule or PyTensor value, the value the step used,
+            into the hyperparameter's shared scalar
+            (``opt.learning_rate.get_value()`` reads it back). Give them to ``pytensor.function(...,
             updates=...)`` to get a step function.
 
         Raises
@@ -336,6 +336,13 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
         return list(self._updates())
 
     # -- parameters (set_params: downhill.state.Checkpoints) -----------
+
+    @property
+    def update_count(self):
+        """The updates done: the counter that every step advances (steps of
+        your own functions from :meth:`get_updates` too) and graph schedules
+        read; ``schedule(opt.update_count)`` is the value the next step uses."""
+        return self._settings.count()
 
     @property
     def params(self):

@@ -264,10 +264,25 @@ class Groups:
         Returns
         -------
         pytensor scalar
+
+        Raises
+        ------
+        ValueError
+            When the value is read for no parameter in particular (once for
+            all of them) but a group sets it.
         """
         group = self._by_param.get(id(like))
         if group is not None and attr in group.settings.shared:
             return group.settings.graph_value(attr)
+        if group is None and not any(like is p for p in self._opt._params):
+            # read once for all the parameters (NAdam's momentum schedule)
+            for g in self.groups:
+                if attr in g.settings.shared:
+                    name = g.settings.by_shared[attr].name
+                    raise ValueError(
+                        f"group {g.name!r}: {name} cannot differ per group for "
+                        f"{type(self._opt).__name__} with these settings, which reads it "
+                        "once for all the parameters")
         return self._opt._settings.graph_value(attr)
 
     def current(self, name, param):

@@ -93,7 +93,7 @@ def _attribute(opt, name):
             shared = settings.shared[name]
             if name in SHARED_ATTRIBUTES:
                 return shared
-            if callable(value):  # a schedule: its value in force
+            if callable(value):  # a schedule: its latest value
                 value = float(shared.get_value())
             return HyperValue(value, shared)
         if name in settings.shared:
@@ -127,8 +127,9 @@ class Compat:
     :class:`HyperValue` for the other numbers kept in a shared scalar
     (``momentum``, ``weight_decay``, the clipping limits), and the plain
     value for the rest (``nesterov``, ``patience``, ``hv_method``, ...).
-    A schedule's shared scalar holds its value in force; a PyTensor shared
-    variable or expression given for a hyperparameter reads as itself.
+    A schedule's shared scalar holds the value of the latest update (before
+    the first, the value in force); a PyTensor shared variable or
+    expression given for a hyperparameter reads as itself.
     An algorithm's derived scalars (``ewma``, ``epsilon``) read as shared
     scalars.
 

@@ -46,8 +46,15 @@ def _legend_width(histories):
     return max(_LEGEND_WIDTH, 0.075 * longest + 0.6)
 
 
+#: Colours after matplotlib's ten (C0-C9), so that a comparison of all the
+#: algorithms gives each its own.
+_MORE_COLORS = ("black", "gold", "navy", "teal", "lime", "maroon", "magenta", "darkkhaki",
+                "slateblue", "chocolate", "deepskyblue", "darkgreen", "salmon", "indigo")
+
+
 def _color(i):
-    return f"C{i % 10}"
+    i %= 10 + len(_MORE_COLORS)
+    return f"C{i}" if i < 10 else _MORE_COLORS[i - 10]
 
 
 def _draw_losses(ax, histories, monitor="loss"):

@@ -360,7 +360,10 @@ def sparse_digits(seed=0, samples=300, basis=16, sparsity=0.1):
 #: raised to keep the first steps bounded. ADADELTA has no learning rate;
 #: its ``rms_regularizer`` sets the size of its first steps. RProp uses
 #: gentler step-size factors than iRprop-'s usual 1.2 and 0.5 where those
-#: oscillate.
+#: oscillate. On Rosenbrock's steep start, AMSGrad would keep the first huge
+#: gradient as its normaliser for ever, and RAdam's first steps are plain
+#: momentum steps of that gradient: a gradient norm limit keeps both (and
+#: NAdam and Yogi, which go further with it) in hand.
 SUGGESTED = {
     "rosenbrock": {
         "sgd": dict(learning_rate=1e-3, momentum=0.9),
@@ -371,6 +374,16 @@ SUGGESTED = {
         "adadelta": dict(rms_regularizer=1e-5, rms_halflife=100.0, momentum=0.9),
         "esgd": dict(learning_rate=0.3, momentum=0.9, rms_regularizer=100.0),
         "adam": dict(learning_rate=0.1, beta2_halflife=300.0),
+        "amsgrad": dict(learning_rate=0.03, beta2_halflife=1000.0, max_gradient_norm=1.0),
+        "adamax": dict(learning_rate=0.1, beta1_halflife=10.0, beta2_halflife=50.0),
+        "nadam": dict(learning_rate=0.01, beta1_halflife=30.0, beta2_halflife=1000.0,
+                      max_gradient_norm=1.0, mu_schedule=False),
+        "radam": dict(learning_rate=0.03, beta2_halflife=300.0, max_gradient_norm=3.0),
+        "adabelief": dict(learning_rate=0.1, beta2_halflife=300.0),
+        "yogi": dict(learning_rate=0.03, beta2_halflife=1000.0, max_gradient_norm=1.0,
+                     rms_regularizer=1e-6),
+        "adagrad_window": dict(learning_rate=0.01, momentum=0.9, window=50,
+                               rms_regularizer=1e-4),
     },
     "factorization": {
         "sgd": dict(learning_rate=1.0),
@@ -381,6 +394,13 @@ SUGGESTED = {
         "adadelta": dict(rms_regularizer=1e-4),
         "esgd": dict(learning_rate=0.1, rms_regularizer=0.1),
         "adam": dict(learning_rate=0.01),
+        "amsgrad": dict(learning_rate=0.03),
+        "adamax": dict(learning_rate=0.01),
+        "nadam": dict(learning_rate=0.01),
+        "radam": dict(learning_rate=0.01),
+        "adabelief": dict(learning_rate=0.01),
+        "yogi": dict(learning_rate=0.01),
+        "adagrad_window": dict(learning_rate=0.03, momentum=0.9, rms_regularizer=1e-4),
     },
     "digits": {
         "sgd": dict(learning_rate=0.1, momentum=0.9),
@@ -391,6 +411,13 @@ SUGGESTED = {
         "adadelta": dict(rms_regularizer=1e-4),
         "esgd": dict(learning_rate=0.03),
         "adam": dict(learning_rate=0.01),
+        "amsgrad": dict(learning_rate=0.01),
+        "adamax": dict(learning_rate=0.01),
+        "nadam": dict(learning_rate=0.01),
+        "radam": dict(learning_rate=0.01),
+        "adabelief": dict(learning_rate=0.01),
+        "yogi": dict(learning_rate=0.01),
+        "adagrad_window": dict(learning_rate=0.1),
     },
     "sparse-digits": {
         "sgd": dict(learning_rate=3.0, momentum=0.9),
@@ -401,6 +428,13 @@ SUGGESTED = {
         "adadelta": dict(rms_regularizer=1e-4, momentum=0.9),
         "esgd": dict(learning_rate=0.1, rms_regularizer=0.01),
         "adam": dict(learning_rate=0.01),
+        "amsgrad": dict(learning_rate=0.01),
+        "adamax": dict(learning_rate=0.01),
+        "nadam": dict(learning_rate=0.01),
+        "radam": dict(learning_rate=0.01),
+        "adabelief": dict(learning_rate=0.01),
+        "yogi": dict(learning_rate=0.03, rms_regularizer=1e-6),
+        "adagrad_window": dict(learning_rate=0.1, momentum=0.9, rms_regularizer=1e-4),
     },
 }
 

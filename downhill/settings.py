@@ -9,11 +9,11 @@ kind of value reaches the graph:
 - a number: its shared scalar, written here (a new number compiles
   nothing);
 - a graph schedule: an expression of the update counter
-  (:mod:`downhill.hypergraph`); the step also writes the value in force for
-  the next step into the shared scalar, so ``opt.learning_rate.get_value()``
-  reads it back;
+  (:mod:`downhill.hypergraph`); the step also writes the value it used into
+  the shared scalar, so ``opt.learning_rate.get_value()`` reads it back;
 - a PyTensor shared variable or expression: read as it is, checked in the
-  graph where it could not be checked when given;
+  graph where it could not be checked when given (the value used is
+  written into the shared scalar too);
 - a Python schedule (a plain function, ``ReduceOnPlateau``): the shared
   scalar, written by the training loop before every update (a function) or
   after every validation (``ReduceOnPlateau``); it cannot apply in a graph
@@ -121,7 +121,7 @@ class Settings:
         self.schedules = {}
         self.per_update = {}
         self.schedule_states = {}  # saved with a checkpoint, for the next run
-        self._expressions = {}     # (shared name, form, count) -> expression
+        self._expressions = {}     # (shared name, form) -> expression
 
     # -- checking ------------------------------------------------------
 
@@ -444,17 +444,16 @@ class Settings:
         form = None if h is None else self._form(h, self.values[h.name])
         if form is None:
             return self.shared[attr]
-        return self._expression(h, self.values[h.name], form, 0)
+        return self._expression(h, self.values[h.name], form)
 
-    def _expression(self, hyper, value, form, ahead):
-        key = (hyper.shared, form, ahead)
+    def _expression(self, hyper, value, form):
+        key = (hyper.shared, form)
         if key in self._expressions:
             return self._expressions[key]
-        count = self.counter + ahead if ahead else self.counter
         with pytensor.config.change_flags(floatX="float64"):
             if hypergraph.is_graph_schedule(value):
                 x = hypergraph.schedule_expression(
-                    value, count, functools.partial(self.slots.get, hyper.name))
+                    value, self.counter, functools.partial(self.slots.get, hyper.name))
                 checked = value.bounds() is not None
             else:
                 x = pt.cast(value, "float64")
@@ -479,16 +478,24 @@ class Settings:
         Returns
         -------
         list of (SharedVariable, expression)
-            The counter's advance, and for each graph schedule its value in
-            force for the next update (after the counter's advance) into its
-            shared scalar. The non-finite guard does not hold them back: a
-            skipped step counts as an update for schedules.
+            The counter's advance, and for each graph schedule and PyTensor
+            value the value this step used (:meth:`graph_value`) into the
+            hyperparameter's shared scalar, which so reads it back. The
+            non-finite guard does not hold them back: a skipped step counts
+            as an update for schedules.
+
+        Notes
+        -----
+        Writing the value also keeps it one scalar: PyTensor lifts a
+        broadcast through an expression that nothing else reads, and would
+        then fuse a schedule's arithmetic into every parameter's
+        elementwise loop, computing it once per element.
         """
         pairs = []
         for h in self.declared.values():
             value = self.values[h.name]
-            if h.shared and hypergraph.is_graph_schedule(value):
-                form = self._form(h, value)
-                pairs.append((self.shared[h.shared], self._expression(h, value, form, 1)))
+            form = self._form(h, value)
+            if form is not None:
+                pairs.append((self.shared[h.shared], self._expression(h, value, form)))
         pairs.append((self.counter, self.counter + 1))
         return pairs

@@ -52,7 +52,7 @@ class StateVariables:
         """
         return next(i for i, p in enumerate(self._params) if p is param)
 
-    def like(self, param, suffix, value=0):
+    def like(self, param, suffix, value=0, trailing=()):
         """The state variable ``suffix`` of ``param``, shaped like it, made on first use.
 
         Parameters
@@ -63,17 +63,40 @@ class StateVariables:
             The variable's name after the parameter's, e.g. ``"g2_ewma"``.
         value : float, optional
             Initial value of every element.
+        trailing : tuple of int, optional
+            Axes after the parameter's (``adagrad_window``'s window of
+            past gradients: ``(10,)``).
 
         Returns
         -------
         SharedVariable
+
+        Raises
+        ------
+        ValueError
+            If the variable exists with other trailing axes.
         """
         index = self.index(param)
         key = (index, suffix)
+        trailing = tuple(int(n) for n in trailing)
         if key not in self.variables:
-            self.variables[key] = shared_like(param, suffix, value, name=self._names[index])
+            if trailing:
+                current = param.get_value(borrow=True)
+                var = pytensor.shared(
+                    np.full(current.shape + trailing, value, dtype=current.dtype),
+                    name=f"{self._names[index]}_{suffix}", shape=param.type.shape + trailing)
+            else:
+                var = shared_like(param, suffix, value, name=self._names[index])
+            self.variables[key] = var
             self.initial[key] = value
-        return self.variables[key]
+        var = self.variables[key]
+        have = var.type.shape[var.type.ndim - len(trailing):] if trailing else ()
+        if var.type.ndim != param.type.ndim + len(trailing) or have != trailing:
+            extra = var.type.shape[param.type.ndim:]
+            raise ValueError(
+                f"the state variable {var.name} has trailing axes {extra}, not {trailing}: it "
+                "was made for other settings; make a new optimizer for these")
+        return var
 
     def scalar(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.

@@ -22,6 +22,13 @@ needs_jax = pytest.mark.skipif(jax is None, reason="jax is not installed")
 
 #: Settings per algorithm: stable for a few steps of a small regression.
 SETTINGS = {
+    "adabelief": dict(learning_rate=0.05),
+    "adagrad_window": dict(learning_rate=0.05, window=3),
+    "adamax": dict(learning_rate=0.05),
+    "amsgrad": dict(learning_rate=0.05),
+    "nadam": dict(learning_rate=0.05),
+    "radam": dict(learning_rate=0.05),
+    "yogi": dict(learning_rate=0.05),
     "adadelta": dict(rms_halflife=5.0),
     "adagrad": dict(learning_rate=0.05),
     "adam": dict(learning_rate=0.05),

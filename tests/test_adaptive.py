@@ -91,12 +91,12 @@ def rprop_ref(lr=1e-4, inc=1.01, dec=0.99, lo=0.0, hi=100.0):
     return make
 
 
-def adagrad_ref(lr=1e-4, eps=1e-8):
+def adagrad_ref(lr=1e-4, eps=1e-8, inside=True):
     def make(opt):
         def delta(g, state, p):
             G = state.get("G", np.zeros_like(g)) + g * g
             state["G"] = G
-            return lr * g / np.sqrt(G + eps)
+            return lr * g / (np.sqrt(G + eps) if inside else np.sqrt(G) + eps)
         return delta
     return make
 
@@ -161,6 +161,8 @@ RPROP_HYPER = dict(learning_rate=0.05, rprop_increase=1.3, rprop_decrease=0.6,
 CASES = [
     ("rprop", RPROP_HYPER, rprop_ref(0.05, 1.3, 0.6, 0.03, 0.08)),
     ("adagrad", dict(learning_rate=0.1, rms_regularizer=0.5), adagrad_ref(0.1, 0.5)),
+    ("adagrad", dict(learning_rate=0.1, rms_regularizer=0.5, regularizer_in_root=False),
+     adagrad_ref(0.1, 0.5, inside=False)),
     ("adadelta", dict(rms_halflife=5, rms_regularizer=1e-2), adadelta_ref(5, 1e-2)),
     ("esgd", dict(learning_rate=0.05, rms_halflife=5, rms_regularizer=1e-2),
      esgd_ref(HDIAG, 0.05, 5, 1e-2)),
@@ -212,7 +214,8 @@ def check(algo, hyper, make, extra, dtype="float64", rtol=1e-9, atol=1e-12):
 
 
 @pytest.mark.parametrize("algo,hyper,make", CASES,
-                         ids=[f"{a}-{h.get('hv_method', '')}" for a, h, _ in CASES])
+                         ids=[f"{a}-{h.get('hv_method', '')}{h.get('regularizer_in_root', '')}"
+                              for a, h, _ in CASES])
 @pytest.mark.parametrize("extra", EXTRAS, ids=["plain", "momentum", "nesterov+norm", "elem"])
 def test_reference_float64(algo, hyper, make, extra):
     opt, state = check(algo, hyper, make, extra)
@@ -226,8 +229,12 @@ def test_reference_defaults(algo, hyper, make):
     check(algo, hyper, make, {})
 
 
-@pytest.mark.parametrize("algo,hyper,make", CASES[:4] + CASES[6:],
-                         ids=["rprop", "adagrad", "adadelta", "esgd", "adam"])
+#: One case per algorithm and switch (ESGD's other Hessian-vector products left out)
+MAIN = [c for c in CASES if "hv_method" not in c[1]]
+MAIN_IDS = [a + ("-outside" if h.get("regularizer_in_root") is False else "") for a, h, _ in MAIN]
+
+
+@pytest.mark.parametrize("algo,hyper,make", MAIN, ids=MAIN_IDS)
 def test_equivalences(algo, hyper, make):
     # huge clip limits equal no clipping; momentum 0 (even with Nesterov)
     # equals the plain step: each matches the unclipped, momentum-free reference
@@ -236,8 +243,7 @@ def test_equivalences(algo, hyper, make):
     check(algo, hyper, make, dict(momentum=0.0, nesterov=True))
 
 
-@pytest.mark.parametrize("algo,hyper,make", CASES[:4] + CASES[6:],
-                         ids=["rprop", "adagrad", "adadelta", "esgd", "adam"])
+@pytest.mark.parametrize("algo,hyper,make", MAIN, ids=MAIN_IDS)
 def test_float32_stays_float32(algo, hyper, make):
     w, loss, w0, grad, _ = problem("float32")
     opt = downhill.build(algo, loss)
@@ -267,11 +273,11 @@ def test_float32_stays_float32(algo, hyper, make):
 DOCUMENTED = {
     "rprop": dict(rprop_increase=1.01, rprop_decrease=0.99, rprop_min_step=0.0,
                   rprop_max_step=100.0),
-    "adagrad": dict(rms_regularizer=1e-8),
+    "adagrad": dict(rms_regularizer=1e-8, regularizer_in_root=True),
     "adadelta": dict(rms_halflife=14.0, rms_regularizer=1e-8),
     "esgd": dict(rms_halflife=14.0, rms_regularizer=1e-8, hv_method="rop", seed=0),
     "adam": dict(beta1_halflife=7.0, beta2_halflife=69.0, rms_regularizer=1e-8,
-                 beta1_decay=1.0),
+                 beta1_decay=1.0, amsgrad=False, amsgrad_max="corrected"),
 }
 COMMON = set(downhill.Optimizer.hyperparameters())
 

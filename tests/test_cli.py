@@ -443,3 +443,18 @@ def test_non_finite_hyperparameters_are_usage_errors(option):
     result = invoke("run", "rosenbrock", *option, "--max-updates", 2)
     assert result.exit_code == 2, result.output
     assert "invalid" in result.output and "Traceback" not in result.output
+
+
+def test_the_peer_form_switches_and_the_new_rules_from_the_command_line():
+    result = invoke("run", "rosenbrock", "--algo", "rmsprop", "-H", "centered=false",
+                    "-H", "regularizer_in_root=false", "--max-updates", 2, "--json")
+    assert result.exit_code == 0, result.output
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["centered"] is False and settings["regularizer_in_root"] is False
+    for algo in ("amsgrad", "adamax", "nadam", "radam", "adabelief", "yogi", "adagrad_window"):
+        result = invoke("run", "rosenbrock", "--algo", algo, "--max-updates", 2, "--json")
+        assert result.exit_code == 0, (algo, result.output)
+        assert json.loads(result.stdout)["iterations"] == 2
+    result = invoke("run", "rosenbrock", "--algo", "adam", "-H", "amsgrad_max=maxi")
+    assert result.exit_code == 2
+    assert "invalid amsgrad_max: 'maxi' (must be one of 'corrected', 'raw')" in result.output

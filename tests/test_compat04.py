@@ -311,8 +311,9 @@ def test_a_redefined_class_wins_and_a_builtin_name_is_an_error():
     assert type(downhill.build("redefined", loss)) is namespace["Redefined"] is not first
     exec("class Adam(downhill.Optimizer):\n    pass\n", namespace)
     try:
-        with pytest.raises(ValueError, match="'adam' is ambiguous.*built-in downhill.adaptive"
-                                             ".Adam.*register it under another name"):
+        with pytest.raises(ValueError, match="'adam' is ambiguous.*built-in downhill."
+                                             "algorithms.adam.Adam.*register it under another "
+                                             "name"):
             downhill.build("adam", loss)
     finally:
         del namespace["Adam"], first

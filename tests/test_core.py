@@ -60,7 +60,7 @@ def sgd_delta(lr):
     return lambda g, state: lr * g
 
 
-def rmsprop_delta(lr, halflife=14.0, eps=1e-8):
+def rmsprop_delta(lr, halflife=14.0, eps=1e-8, centered=True, inside=True):
     gamma = math.exp(-math.log(2) / halflife)
 
     def delta(g, state):
@@ -69,7 +69,8 @@ def rmsprop_delta(lr, halflife=14.0, eps=1e-8):
         f = gamma * f + (1 - gamma) * g
         s = gamma * s + (1 - gamma) * g * g
         state["f"], state["s"] = f, s
-        return lr * g / np.sqrt(np.maximum(s - f * f, 0) + eps)
+        var = np.maximum(s - f * f, 0) if centered else s
+        return lr * g / (np.sqrt(var + eps) if inside else np.sqrt(var) + eps)
     return delta
 
 
@@ -78,6 +79,16 @@ CASES = [
     ("rmsprop", dict(learning_rate=0.01), rmsprop_delta(0.01)),
     ("rmsprop", dict(learning_rate=0.02, rms_halflife=5, rms_regularizer=1e-3),
      rmsprop_delta(0.02, 5, 1e-3)),
+    # the switches to torch's and Tieleman and Hinton's forms (a large epsilon,
+    # so that its place matters)
+    ("rmsprop", dict(learning_rate=0.02, rms_halflife=5, rms_regularizer=0.1,
+                     regularizer_in_root=False),
+     rmsprop_delta(0.02, 5, 0.1, inside=False)),
+    ("rmsprop", dict(learning_rate=0.02, rms_halflife=5, rms_regularizer=0.1, centered=False),
+     rmsprop_delta(0.02, 5, 0.1, centered=False)),
+    ("rmsprop", dict(learning_rate=0.02, rms_halflife=5, rms_regularizer=0.1, centered=False,
+                     regularizer_in_root=False),
+     rmsprop_delta(0.02, 5, 0.1, centered=False, inside=False)),
 ]
 EXTRAS = [
     dict(),
@@ -100,6 +111,23 @@ def test_reference_float64(algo, hyper, delta, extra):
                      elem=extra.get("max_gradient_elem", 0),
                      norm=extra.get("max_gradient_norm", 0))
     np.testing.assert_allclose(w.get_value(), want, rtol=1e-9, atol=1e-12)
+
+
+def test_rmsprop_switches_change_the_step_and_the_state():
+    # each switch gives a clearly different trajectory, and the uncentred
+    # form keeps no gradient average
+    finals = []
+    for hyper in CASES[3:] + CASES[2:3]:
+        w, loss, w0, grad = quadratic()
+        opt = downhill.build("rmsprop", loss)
+        run_steps(opt, 12, **hyper[1])
+        finals.append(w.get_value())
+        names = {v.name for v in opt.state_variables}
+        centered = hyper[1].get("centered", True)
+        assert names == ({"w_g1_ewma", "w_g2_ewma"} if centered else {"w_g2_ewma"})
+    for i in range(len(finals)):
+        for j in range(i):
+            assert not np.allclose(finals[i], finals[j], rtol=1e-4), (i, j)
 
 
 def test_nag_warns_about_zero_momentum_when_run_not_when_built(caplog):

@@ -10,8 +10,10 @@ import downhill
 
 
 def public_modules():
-    names = ["downhill"] + [f"downhill.{m.name}" for m in pkgutil.iter_modules(downhill.__path__)
-                            if not m.name.startswith("_")]
+    # subpackages too (downhill.algorithms and its modules)
+    names = ["downhill"] + [m.name for m in pkgutil.walk_packages(downhill.__path__, "downhill.")
+                            if not m.name.rsplit(".", 1)[-1].startswith("_")]
+    assert "downhill.algorithms.adam" in names
     return [importlib.import_module(n) for n in names]
 
 

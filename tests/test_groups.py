@@ -15,6 +15,14 @@ from downhill.schedules import ExponentialDecay
 
 #: Each algorithm's values for the two parts of a separable loss.
 VALUES = {
+    "adabelief": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
+    "adagrad_window": ({"learning_rate": 0.1}, {"learning_rate": 0.02,
+                                                "rms_regularizer": 0.01}),
+    "adamax": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta1_halflife": 3.0}),
+    "amsgrad": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
+    "nadam": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
+    "radam": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "radam_threshold": 6.0}),
+    "yogi": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
     "adadelta": ({"rms_halflife": 5.0}, {"rms_halflife": 20.0}),
     "adagrad": ({"learning_rate": 0.1}, {"learning_rate": 0.02}),
     "adam": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
@@ -235,3 +243,14 @@ def test_the_cli_sets_a_hyperparameter_per_name_pattern():
         result = run(cli, base + args)
         assert result.exit_code == 2 and "Invalid value for '-G'" in result.output, args
         assert message in result.output, result.output
+
+
+def test_a_value_read_once_for_all_parameters_cannot_differ_per_group():
+    # NAdam's momentum schedule is one product over all the parameters
+    w, b, f, g = parts()
+    opt = downhill.build("nadam", f + g, groups=[{"params": [b], "beta1_halflife": 3.0}],
+                         mu_schedule=True)
+    with pytest.raises(ValueError, match="group 'group0': beta1_halflife cannot differ per "
+                                         "group for NAdam with these settings"):
+        opt.get_updates(learning_rate=0.01)
+    opt.get_updates(learning_rate=0.01, mu_schedule=False)

@@ -121,8 +121,8 @@ def test_sgd_with_a_schedule_against_numpy():
             pw, pb, n = pw + vw, pb + vb, n + 1
     np.testing.assert_allclose(w, pw, rtol=1e-12)
     np.testing.assert_allclose(b, pb, rtol=1e-12)
-    assert opt._settings.count() == n == 12
-    assert opt.learning_rate.get_value() == schedule(12)  # in force for the next update
+    assert opt._settings.count() == opt.update_count == n == 12
+    assert opt.learning_rate.get_value() == schedule(11)  # the value the latest step used
 
 
 # ----------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_schedules_on_every_hyperparameter_match_python(mode):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-300)
     # the transform (a half-life to a decay rate) applies to the scheduled value in the graph
     assert opt.ewma.get_value() == pytest.approx(math.exp(-math.log(2) / OTHERS["rms_halflife"](
-        opt._settings.count())), rel=1e-15)
+        opt._settings.count() - 1)), rel=1e-15)
 
 
 def test_scheduled_half_life_against_numpy():
@@ -212,11 +212,11 @@ def test_get_updates_follows_a_schedule_in_your_own_function():
         fn(X, y)
         gw, gb = reg_grad(X, y, pw, pb)
         pw, pb = pw - schedule(n) * gw, pb - schedule(n) * gb
-        assert opt.learning_rate.get_value() == schedule(n + 1)
+        assert opt.learning_rate.get_value() == schedule(n)  # the latest step's
     np.testing.assert_allclose(w.get_value(), pw, rtol=1e-13)
     # the next iterate() continues the count that your function advanced
     opt.minimize([X, y], batch_size=0, max_updates=1, learning_rate=schedule)
-    assert opt._settings.count() == 8 and opt.learning_rate.get_value() == schedule(8)
+    assert opt._settings.count() == 8 and opt.learning_rate.get_value() == schedule(7)
 
 
 def test_a_new_schedule_of_the_same_form_compiles_nothing(monkeypatch):
@@ -230,7 +230,7 @@ def test_a_new_schedule_of_the_same_form_compiles_nothing(monkeypatch):
                         lambda *a, **k: compiled.append(1) or real(*a, **k))
     opt.minimize(data, max_updates=1, learning_rate=CosineWithWarmup(0.02, 5, 30, 0.001))
     assert compiled == [] and opt.learning_rate.get_value() == pytest.approx(
-        CosineWithWarmup(0.02, 5, 30, 0.001)(6))
+        CosineWithWarmup(0.02, 5, 30, 0.001)(5), rel=1e-15)  # 3 updates per iteration
     opt.minimize(data, max_updates=1, learning_rate=StepDecay(0.02, 0.5, 3))
     assert len(compiled) == 1  # another form: one new step function
 
@@ -406,7 +406,7 @@ def test_the_counter_counts_skipped_steps_and_your_own_steps():
     fn(X, bad)
     fn(X, y)
     assert opt._settings.count() == 2
-    assert opt.learning_rate.get_value() == pytest.approx(0.08)
+    assert opt.learning_rate.get_value() == pytest.approx(0.09)  # the second step's
     assert opt.state_dict()["counters"]["updates"] == 2
     names = [v.name for v in opt.state_variables]
     assert "update_count" not in names  # a counter, not an algorithm's state
@@ -502,3 +502,26 @@ def test_every_algorithm_takes_a_shared_rate_and_call_time_keywords(algo):
     for a, b in zip(by_number, by_shared):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(by_number[0], 0)
+
+
+def test_scheduled_values_are_computed_once_per_step_not_per_element():
+    # PyTensor would otherwise fuse a schedule's arithmetic (and a half-life's
+    # exp) into each parameter's elementwise loop
+    from pytensor.scalar import Composite
+    from pytensor.tensor.elemwise import Elemwise
+
+    x = pt.matrix("x", dtype="float32")
+    w = pytensor.shared(np.zeros((3, 2), "float32"), name="w")
+    loss = ((x @ w) ** 2).mean()  # one parameter: each value has one reader
+    opt = downhill.build("rmsprop", loss)
+    opt.get_updates(learning_rate=SCHEDULES["cosine"], rms_halflife=pytensor.shared(7.0),
+                    momentum=Linear(0.0, 0.9, 10))
+    fn = opt._functions.step()[0]
+    loops = [node for node in fn.maker.fgraph.toposort() if isinstance(node.op, Elemwise)
+             and any(out.ndim > 0 for out in node.outputs)]
+    assert loops
+    for node in loops:
+        scalar = node.op.scalar_op
+        inner = scalar.fgraph.toposort() if isinstance(scalar, Composite) else []
+        names = {type(n.op).__name__ for n in inner} | {type(scalar).__name__}
+        assert not names & {"Cos", "Exp", "Exp2", "Pow", "IntDiv", "Switch"}, names

@@ -187,3 +187,11 @@ def test_history_records_every_validation_and_the_path():
         problems.rosenbrock_value(*start), rel=1e-5)
     assert history.final_valid["loss"] == pytest.approx(
         min(v["loss"] for v in history.valid), rel=1e-6)
+
+
+def test_a_comparison_of_every_algorithm_gives_each_its_own_colour():
+    import downhill
+    from downhill import plot
+
+    colors = [plot._color(i) for i in range(len(downhill.ALGORITHMS))]
+    assert len(set(colors)) == len(colors) > 10

@@ -103,3 +103,31 @@ def test_run_with_another_algorithm_uses_its_suggestions():
     data = json.loads(result.stdout)
     assert data["settings"] == problems.SUGGESTED["factorization"]["adadelta"]
     assert "hyperparameters" not in data   # one key: settings
+
+
+#: The rules added by issue 20; each must train every example problem about
+#: as far as RMSProp does with the suggested settings.
+NEW_RULES = ["adabelief", "adagrad_window", "adamax", "amsgrad", "nadam", "radam", "yogi"]
+
+
+@pytest.fixture(scope="module")
+def rmsprop_results():
+    """RMSProp's final validation loss and the starting loss, per problem."""
+    results = {}
+    for name in problems.PROBLEMS:
+        history = problems.train(problems.make_problem(name), "rmsprop")
+        results[name] = history.final_valid["loss"], history.valid[0]["loss"]
+    return results
+
+
+@pytest.mark.parametrize("name", list(problems.PROBLEMS))
+@pytest.mark.parametrize("algo", NEW_RULES)
+def test_new_rules_train_every_problem_within_twice_rmsprops_loss(algo, name, rmsprop_results):
+    # "within 2x" of RMSProp's final validation loss; where RMSProp solves a
+    # problem to rounding (Rosenbrock: 1e-11 from 23, in float32), a loss under
+    # a millionth of the start counts as solved too
+    reference, start = rmsprop_results[name]
+    history = problems.train(problems.make_problem(name), algo)
+    assert history.valid[0]["loss"] == pytest.approx(start)   # the same problem and start
+    final = history.final_valid["loss"]
+    assert final <= max(2 * reference, 1e-6 * start), (algo, name, final, reference)

@@ -48,7 +48,7 @@ def reference(pm, regression):
     return posterior_means(pm, regression, pm.adam(learning_rate=0.01))[0]
 
 
-@pytest.mark.parametrize("algo", ["rmsprop", "adam", "esgd"])
+@pytest.mark.parametrize("algo", ["rmsprop", "adam", "esgd", "adagrad_window"])
 def test_advi_with_downhill_matches_pymcs_adam(pm, regression, reference, algo):
     means, history = posterior_means(pm, regression,
                                      downhill.updates(algo, learning_rate=0.01))
@@ -87,16 +87,17 @@ def test_pm_fit_follows_a_downhill_schedule(pm, regression):
     fn = downhill.updates("adam", learning_rate=schedule)
     seen = {}
 
-    def record(approx, losses, i):  # called after step i
+    def record(approx, losses, i):  # called after step i, which used schedule(i - 1)
         seen[i] = float(fn.learning_rate.get_value())
+        assert fn.update_count == i
 
     with regression:
         graph = pm.fit(400, method="advi", obj_optimizer=fn, callbacks=[record],
                        random_seed=1, progressbar=False)
     assert sorted(seen) == list(range(1, 401))
     for i, value in seen.items():
-        assert value == pytest.approx(schedule(i), rel=1e-14, abs=1e-300), i
-    assert seen[400] == pytest.approx(0.01 * 2 ** -3.5, rel=1e-14)
+        assert value == pytest.approx(schedule(i - 1), rel=1e-14, abs=1e-300), i
+    assert seen[401 - 1] == pytest.approx(0.01 * 2 ** (-349 / 100), rel=1e-14)
 
     # the same steps as a shared rate set by a callback to the schedule's values
     import pytensor

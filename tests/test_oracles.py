@@ -1,0 +1,341 @@
+"""Every rule with a counterpart in torch.optim or optax, step by step against it.
+
+The harness (``tests/peers.py``) feeds downhill and the peer the same 200
+random gradients from the same start and compares the parameters after
+every step: float64 to a relative 1e-10 (bit for bit where the operations
+are the same, e.g. SGD and RProp against torch), float32 to 1e-5 absolute.
+The hyperparameter mapping written in each case is the one the rule's
+docstring states (half-lives to decay rates, where epsilon goes); the
+variants add momentum, Nesterov momentum, decoupled weight decay and
+gradient clipping where the peer has them, each through the peer's own
+means (``torch.optim.SGD(momentum=...)``, ``optax.trace``,
+``torch.optim.AdamW``, ``optax.add_decayed_weights``,
+``torch.nn.utils.clip_grad_value_``, ``optax.clip``,
+``optax.clip_by_global_norm``).
+
+Needs the ``peers`` extra (torch 2.13.0 CPU, optax 0.2.8); without it the
+module skips, except in CI, where DOWNHILL_REQUIRE_PEERS=1 makes a missing
+peer fail. PyMC's updates are compared in ``tests/test_oracles_pymc.py``.
+"""
+
+import numpy as np
+import pytest
+
+import downhill
+from peers import (STEPS, compare, decay, gradients, initial, needs_peers, run_downhill,
+                   run_optax, run_torch)
+
+pytestmark = needs_peers
+
+LR = 0.01
+H1, H2 = 5.0, 50.0          # half-lives of the Adam-family averages
+B1, B2 = decay(H1), decay(H2)
+H = 10.0                    # half-life of RMSProp's and ADADELTA's averages
+G = decay(H)
+EPS = 1e-3                  # large enough that its placement matters
+
+#: The variants: downhill's keywords; each peer maps them itself or has none.
+VARIANTS = {
+    "plain": {},
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "decay": dict(weight_decay=0.05),
+    "clip": dict(max_gradient_elem=1.5),
+    "global-norm": dict(max_gradient_global_norm=4.0, momentum=0.5),
+}
+
+
+# ----------------------------------------------------------------------
+# the cases: each rule's mapping to its peers
+
+MU = VARIANTS["momentum"]["momentum"]
+WD = VARIANTS["decay"]["weight_decay"]
+
+
+class Case:
+    """One rule and its counterparts.
+
+    Parameters
+    ----------
+    id : str
+        The test id.
+    algo : str
+        The downhill algorithm.
+    hyper : dict
+        Its hyperparameters (the plain variant).
+    torch : (str, dict), optional
+        ``torch.optim`` class name and keywords. torch takes the plain
+        variant and ``clip`` (``clip_grad_value_``), and the variants
+        named in ``torch_variants``.
+    torch_variants : dict, optional
+        Variant name -> further torch keywords (``_class`` renames the
+        class, e.g. Adam -> AdamW).
+    optax_core : callable, optional
+        Makes the ``optax.scale_by_*`` transformation of the rule; every
+        variant is then compared with optax: the harness puts clipping
+        before it, the learning rate after it, then momentum
+        (``optax.trace``) and our decoupled decay
+        (``optax.add_decayed_weights(-lr * d)``).
+    lr : float, optional
+        What optax scales by, if not the rule's learning rate (ADADELTA: 1).
+    alias : callable, optional
+        Makes optax's alias for the plain variant (``optax.adam(...)``),
+        compared too.
+    exact : set of str
+        Peers that agree bit for bit on the plain variant.
+    """
+
+    def __init__(self, id, algo, hyper, torch=None, torch_variants=None, optax_core=None,
+                 lr=None, alias=None, exact=()):
+        self.id, self.algo, self.hyper = id, algo, hyper
+        self.torch, self.torch_variants = torch, dict(torch_variants or {})
+        self.optax_core, self.alias, self.exact = optax_core, alias, set(exact)
+        self.learning_rate = hyper.get(
+            "learning_rate", downhill.ALGORITHMS[algo].hyperparameters()["learning_rate"].default)
+        self.lr = self.learning_rate if lr is None else lr
+
+    def torch_has(self, variant):
+        return self.torch is not None and (
+            variant in ("plain", "clip") or variant in self.torch_variants)
+
+    def variants(self):
+        """The variants some peer of this rule has."""
+        return [v for v in VARIANTS if self.optax_core is not None or self.torch_has(v)]
+
+    def torch_peer(self, variant):
+        """(make, clip) for ``run_torch``."""
+        import torch
+
+        name, kwargs = self.torch
+        more = dict(self.torch_variants.get(variant, {}))
+        cls = getattr(torch.optim, more.pop("_class", name))
+        clip = None
+        if variant == "clip":
+            limit = VARIANTS["clip"]["max_gradient_elem"]
+            clip = lambda ps: torch.nn.utils.clip_grad_value_(ps, limit)  # noqa: E731
+        return (lambda ps: cls(ps, **kwargs, **more)), clip
+
+    def optax_peer(self, variant):
+        """The optax transformation for a variant."""
+        import optax
+
+        given = dict(self.hyper, **VARIANTS[variant])
+        parts = []
+        if given.get("max_gradient_global_norm"):
+            parts.append(optax.clip_by_global_norm(given["max_gradient_global_norm"]))
+        if given.get("max_gradient_elem"):
+            parts.append(optax.clip(given["max_gradient_elem"]))
+        parts += [self.optax_core(), optax.scale(-self.lr)]
+        if given.get("momentum"):
+            parts.append(optax.trace(decay=given["momentum"],
+                                     nesterov=given.get("nesterov", False)))
+        if given.get("weight_decay"):
+            parts.append(optax.add_decayed_weights(-self.learning_rate * given["weight_decay"]))
+        return optax.chain(*parts)
+
+    def peers(self, variant):
+        """The peers for a variant: name -> what the runner takes."""
+        found = {}
+        if self.torch_has(variant):
+            found["torch"] = self.torch_peer(variant)
+        if self.optax_core is not None:
+            found["optax"] = self.optax_peer(variant)
+        if self.alias is not None and variant == "plain":
+            found["optax alias"] = self.alias()
+        return found
+
+
+def _optax():
+    import optax
+    return optax
+
+
+SGD_TORCH = {"momentum": dict(momentum=MU), "nesterov": dict(momentum=MU, nesterov=True),
+             # torch adds d * p to the gradient: the same as ours without momentum
+             "decay": dict(weight_decay=WD)}
+
+CASES = [
+    Case("sgd", "sgd", dict(learning_rate=0.05), torch=("SGD", dict(lr=0.05)),
+         torch_variants=SGD_TORCH, optax_core=lambda: _optax().identity(),
+         alias=lambda: _optax().sgd(0.05), exact={"torch", "optax"}),
+    Case("nag", "nag", dict(learning_rate=0.005, momentum=MU, nesterov=True),
+         torch=("SGD", dict(lr=0.005, momentum=MU, nesterov=True)),
+         optax_core=lambda: _optax().identity(),
+         alias=lambda: _optax().sgd(0.005, momentum=MU, nesterov=True)),
+    Case("rmsprop-centered", "rmsprop",
+         dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS),
+         optax_core=lambda: _optax().scale_by_stddev(decay=G, eps=EPS),
+         alias=lambda: _optax().rmsprop(LR, decay=G, eps=EPS, centered=True)),
+    Case("rmsprop-centered-outside", "rmsprop",
+         dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS, regularizer_in_root=False),
+         torch=("RMSprop", dict(lr=LR, alpha=G, eps=EPS, centered=True)),
+         torch_variants={"momentum": dict(momentum=MU)},
+         optax_core=lambda: _optax().scale_by_stddev(decay=G, eps=EPS, eps_in_sqrt=False),
+         alias=lambda: _optax().rmsprop(LR, decay=G, eps=EPS, centered=True,
+                                        eps_in_sqrt=False)),
+    Case("rmsprop-uncentered", "rmsprop",
+         dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS, centered=False),
+         optax_core=lambda: _optax().scale_by_rms(decay=G, eps=EPS),
+         alias=lambda: _optax().rmsprop(LR, decay=G, eps=EPS)),
+    Case("rmsprop-uncentered-outside", "rmsprop",
+         dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS, centered=False,
+              regularizer_in_root=False),
+         torch=("RMSprop", dict(lr=LR, alpha=G, eps=EPS)),
+         torch_variants={"momentum": dict(momentum=MU)},
+         optax_core=lambda: _optax().scale_by_rms(decay=G, eps=EPS, eps_in_sqrt=False),
+         alias=lambda: _optax().rmsprop(LR, decay=G, eps=EPS, eps_in_sqrt=False)),
+    Case("adagrad", "adagrad", dict(learning_rate=0.1, rms_regularizer=EPS),
+         optax_core=lambda: _optax().scale_by_rss(initial_accumulator_value=0.0, eps=EPS),
+         alias=lambda: _optax().adagrad(0.1, initial_accumulator_value=0.0, eps=EPS)),
+    Case("adagrad-outside", "adagrad",
+         dict(learning_rate=0.1, rms_regularizer=EPS, regularizer_in_root=False),
+         torch=("Adagrad", dict(lr=0.1, eps=EPS))),
+    # a smaller epsilon: ADADELTA's first steps are about its root in size
+    Case("adadelta", "adadelta", dict(rms_halflife=H, rms_regularizer=1e-4),
+         torch=("Adadelta", dict(lr=1.0, rho=G, eps=1e-4)),
+         optax_core=lambda: _optax().scale_by_adadelta(rho=G, eps=1e-4), lr=1.0,
+         alias=lambda: _optax().adadelta(1.0, rho=G, eps=1e-4)),
+    Case("adam", "adam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS),
+         torch=("Adam", dict(lr=LR, betas=(B1, B2), eps=EPS)),
+         torch_variants={"decay": dict(_class="AdamW", weight_decay=WD)},
+         optax_core=lambda: _optax().scale_by_adam(b1=B1, b2=B2, eps=EPS),
+         alias=lambda: _optax().adam(LR, b1=B1, b2=B2, eps=EPS)),
+    Case("adam-amsgrad", "adam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              amsgrad=True),
+         optax_core=lambda: _optax().scale_by_amsgrad(b1=B1, b2=B2, eps=EPS),
+         alias=lambda: _optax().amsgrad(LR, b1=B1, b2=B2, eps=EPS)),
+    Case("amsgrad", "amsgrad",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS),
+         optax_core=lambda: _optax().scale_by_amsgrad(b1=B1, b2=B2, eps=EPS),
+         alias=lambda: _optax().amsgrad(LR, b1=B1, b2=B2, eps=EPS)),
+    Case("amsgrad-raw", "amsgrad",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              amsgrad_max="raw"),
+         torch=("Adam", dict(lr=LR, betas=(B1, B2), eps=EPS, amsgrad=True)),
+         torch_variants={"decay": dict(_class="AdamW", weight_decay=WD)}),
+    Case("adamax", "adamax",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS),
+         torch=("Adamax", dict(lr=LR, betas=(B1, B2), eps=EPS)),
+         optax_core=lambda: _optax().scale_by_adamax(b1=B1, b2=B2, eps=EPS),
+         alias=lambda: _optax().adamax(LR, b1=B1, b2=B2, eps=EPS)),
+    Case("nadam", "nadam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              mu_decay=0.004),
+         torch=("NAdam", dict(lr=LR, betas=(B1, B2), eps=EPS, momentum_decay=0.004)),
+         torch_variants={"decay": dict(weight_decay=WD, decoupled_weight_decay=True)}),
+    Case("nadam-constant", "nadam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              mu_schedule=False),
+         optax_core=lambda: _optax().scale_by_adam(b1=B1, b2=B2, eps=EPS, nesterov=True),
+         alias=lambda: _optax().nadam(LR, b1=B1, b2=B2, eps=EPS)),
+    Case("radam", "radam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS),
+         optax_core=lambda: _optax().scale_by_radam(b1=B1, b2=B2, eps=EPS),
+         alias=lambda: _optax().radam(LR, b1=B1, b2=B2, eps=EPS)),
+    # torch adds eps to the uncorrected root: the same rule only without it
+    Case("radam-eps0", "radam",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=0.0),
+         torch=("RAdam", dict(lr=LR, betas=(B1, B2), eps=0.0)),
+         torch_variants={"decay": dict(weight_decay=WD, decoupled_weight_decay=True)}),
+    Case("adabelief", "adabelief",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              variance_regularizer=1e-4),
+         optax_core=lambda: _optax().scale_by_belief(b1=B1, b2=B2, eps=EPS, eps_root=1e-4),
+         alias=lambda: _optax().adabelief(LR, b1=B1, b2=B2, eps=EPS, eps_root=1e-4)),
+    # optax starts m at initial_accumulator_value too: equal to ours at 0
+    Case("yogi", "yogi",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              initial_accumulator=0.0),
+         optax_core=lambda: _optax().scale_by_yogi(b1=B1, b2=B2, eps=EPS,
+                                                   initial_accumulator_value=0.0)),
+    Case("rprop", "rprop",
+         dict(learning_rate=LR, rprop_increase=1.2, rprop_decrease=0.5, rprop_min_step=1e-3,
+              rprop_max_step=0.05),
+         torch=("Rprop", dict(lr=LR, etas=(0.5, 1.2), step_sizes=(1e-3, 0.05))),
+         exact={"torch"}),
+]
+PAIRS = [(case, variant) for case in CASES for variant in case.variants()]
+
+
+def _run_peer(name, made, grads, init):
+    if name == "torch":
+        make, clip = made
+        return run_torch(make, grads, init, clip=clip)
+    return run_optax(made, grads, init)
+
+
+@pytest.mark.parametrize("case,variant", PAIRS, ids=[f"{c.id}-{v}" for c, v in PAIRS])
+def test_float64_step_by_step(case, variant):
+    peers = case.peers(variant)
+    grads, init = gradients("float64"), initial("float64")
+    ours, _ = run_downhill(case.algo, dict(case.hyper, **VARIANTS[variant]), grads, init)
+    # the run moved the parameters well away from the start: the test is not void
+    assert min(np.abs(ours[-1][i] - init[i]).max() for i in range(2)) > 0.05
+    for peer, made in peers.items():
+        theirs = _run_peer(peer, made, grads, init)
+        assert len(theirs) == STEPS
+        if variant == "plain" and peer.split()[0] in case.exact:
+            compare(ours, theirs, exact=True)
+        else:
+            compare(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_float32_step_by_step(case):
+    grads, init = gradients("float32"), initial("float32")
+    ours, _ = run_downhill(case.algo, case.hyper, grads, init)
+    assert ours[-1][0].dtype == np.float32
+    for peer, made in case.peers("plain").items():
+        compare(ours, _run_peer(peer, made, grads, init), atol=1e-5)
+
+
+def test_every_variant_is_compared_with_both_peers():
+    # each variant meets torch and optax somewhere: none is a dead entry
+    for variant in VARIANTS:
+        with_torch = [c.id for c in CASES if c.torch_has(variant)]
+        with_optax = [c.id for c in CASES if variant in c.variants() and c.optax_core]
+        assert with_optax, variant
+        assert with_torch or variant == "global-norm", variant
+
+
+def test_the_epsilon_placement_is_what_the_peers_are_told():
+    # the switch matters: ADAGRAD with epsilon inside the root is not torch's
+    grads, init = gradients("float64", steps=20), initial("float64")
+    inside, _ = run_downhill("adagrad", dict(learning_rate=0.1, rms_regularizer=EPS), grads,
+                             init)
+    make, _ = Case("", "adagrad", {}, torch=("Adagrad", dict(lr=0.1, eps=EPS))).torch_peer("plain")
+    with pytest.raises(AssertionError, match="relative difference"):
+        compare(inside, run_torch(make, grads, init), rtol=1e-10, atol=1e-12)
+
+
+def test_optax_rprop_returns_the_previous_steps_update():
+    # optax 0.2.8's rprop is off by one step (google-deepmind/optax PR 1725):
+    # its first step does not move and each later one applies the update
+    # computed the step before. RProp is compared with torch above instead.
+    import optax
+
+    grads, init = gradients("float64", steps=5), initial("float64")
+    theirs = run_optax(optax.rprop(LR, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-3,
+                                   max_step_size=0.05), grads, init)
+    np.testing.assert_array_equal(theirs[0][0], init[0])
+    ours, _ = run_downhill("rprop", dict(learning_rate=LR, rprop_increase=1.2,
+                                         rprop_decrease=0.5, rprop_min_step=1e-3,
+                                         rprop_max_step=0.05), grads, init)
+    assert not np.array_equal(ours[0][0], init[0])
+    # its second step applies our first, except where the gradient's sign
+    # flipped at step 2 (there it applies nothing)
+    flipped = grads[0][0] * grads[1][0] < 0
+    assert flipped.any() and not flipped.all()
+    np.testing.assert_array_equal(theirs[1][0] - theirs[0][0],
+                                  np.where(flipped, 0.0, ours[0][0] - init[0]))
+
+
+def test_the_peers_are_the_pinned_versions():
+    # the mappings and optax's rprop defect above are those of these versions
+    import optax
+    import torch
+
+    assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
+    assert optax.__version__ == "0.2.8", optax.__version__
