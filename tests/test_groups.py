@@ -254,3 +254,13 @@ def test_a_value_read_once_for_all_parameters_cannot_differ_per_group():
                                          "group for NAdam with these settings"):
         opt.get_updates(learning_rate=0.01)
     opt.get_updates(learning_rate=0.01, mu_schedule=False)
+
+
+def test_minimize_takes_groups_and_freeze():
+    w, b, f, g = parts()
+    downhill.minimize(f + g, algo="sgd", groups={"b": {"learning_rate": 0.0001}},
+                      freeze=["w"], max_updates=2, learning_rate=0.01)
+    assert not w.get_value().any() and b.get_value().any()
+    w1, b1, f1, g1 = parts()
+    downhill.minimize(g1, algo="sgd", max_updates=2, learning_rate=0.0001)
+    np.testing.assert_allclose(b.get_value(), b1.get_value(), rtol=1e-13)
