@@ -211,7 +211,7 @@ def test_float32_stays_float32(algo, hyper, make):
     w, loss, w0, grad, _ = problem("float32")
     opt = downhill.build(algo, loss)
     updates = opt.get_updates(**hyper, momentum=0.5, max_gradient_norm=2.0)
-    wide = {"t": "int64"}
+    wide = {"t": "int64", "update_count": "int64"}  # the step counter, the update counter
     for var, expr in updates:
         assert expr.dtype == wide.get(var.name, "float32"), var.name
     fn = pytensor.function([], [], updates=updates)

@@ -525,3 +525,57 @@ def test_scheduled_values_are_computed_once_per_step_not_per_element():
         inner = scalar.fgraph.toposort() if isinstance(scalar, Composite) else []
         names = {type(n.op).__name__ for n in inner} | {type(scalar).__name__}
         assert not names & {"Cos", "Exp", "Exp2", "Pow", "IntDiv", "Switch"}, names
+
+
+# ----------------------------------------------------------------------
+# every algorithm, every numeric hyperparameter of its update
+
+#: The common hyperparameters of the update; an algorithm's own are found
+#: from its declarations (every schedulable one but these).
+COMMON_SCHEDULED = {
+    "learning_rate": CosineWithWarmup(2e-2, warmup=3, total=20, final=1e-3),
+    "momentum": Linear(0.0, 0.5, steps=8),
+    "weight_decay": StepDecay(0.1, 0.5, every=4),
+    "max_gradient_norm": ExponentialDecay(3.0, halflife=5.0, min_value=0.5),
+}
+
+
+def varying(hyper):
+    """A graph schedule inside ``hyper``'s range that moves away from its default."""
+    d = hyper.default
+    if hyper.high is not None and d >= hyper.high:  # e.g. beta1_decay, at most 1
+        return Linear(d, 0.9 * d, steps=6)
+    if hyper.high is not None:  # e.g. rprop_decrease < 1
+        return Linear(d, (d + hyper.low) / 2, steps=6)
+    if d == 0:  # e.g. rprop_min_step
+        return Linear(0.0, 1e-4, steps=6)
+    return Sequence([Constant(d), Linear(d, 2 * d, steps=6)], [2])
+
+
+@pytest.mark.parametrize("algo", sorted(downhill.ALGORITHMS))
+def test_every_algorithm_follows_graph_schedules_on_every_hyperparameter(algo):
+    # the same steps as the same schedules evaluated in Python before every
+    # update (iterate's plain-function path), in float64
+    declared = downhill.ALGORITHMS[algo].hyperparameters()
+    own = {name: varying(h) for name, h in declared.items()
+           if h.schedulable and name not in COMMON_SCHEDULED
+           and not name.startswith("max_gradient")}
+    hypers = dict(COMMON_SCHEDULED, **own)
+    if algo in ("sgd", "nag"):  # plain SGD needs a smaller step on this problem
+        hypers["learning_rate"] = CosineWithWarmup(5e-3, warmup=3, total=20)
+    python = {name: (lambda n, s=s: s(n)) for name, s in hypers.items()}
+    graph, opt = run(hypers.pop("learning_rate"), "NUMBA", algo=algo, **hypers)
+    plain, opt2 = run(python.pop("learning_rate"), "NUMBA", algo=algo, **python)
+    hypers["learning_rate"] = opt._values["learning_rate"]
+    assert not opt._settings.per_update and set(opt2._settings.per_update) == set(hypers)
+    for a, b in zip(graph, plain):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+    assert not np.allclose(graph[0], 0)
+    # each shared scalar holds the value the last step used (transforms applied)
+    last = opt.update_count - 1
+    for name, schedule in hypers.items():
+        h = declared[name]
+        want = h.shared_value(schedule(last))
+        assert float(opt._settings.shared[h.shared].get_value()) == pytest.approx(
+            want, rel=1e-14), name

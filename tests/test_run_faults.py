@@ -168,6 +168,79 @@ def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     assert resumed["datasets"]["train"]["position"] == final["datasets"]["train"]["position"]
 
 
+def sigint_from_a_thread(opt, update):
+    """A thread that sends this process SIGINT once ``opt`` has counted ``update``
+    updates: a real Ctrl-C, landing wherever the main thread then is (inside a
+    compiled step, the bookkeeping, a validation), with no Python schedule."""
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            if opt._run.updates >= update:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(1e-4)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+GRAPH_SETTINGS = dict(validate_every=2, patience=1000)
+
+
+def graph_schedules():
+    from downhill.schedules import CosineWithWarmup, Linear, Sequence
+    return dict(learning_rate=CosineWithWarmup(0.02, warmup=10, total=150, final=1e-3),
+                momentum=Linear(0.0, 0.8, steps=40),
+                rms_halflife=Sequence([Linear(2.0, 14.0, 30), Linear(14.0, 5.0, 60)], [30]))
+
+
+@pytest.mark.usefixtures("default_sigint")
+@pytest.mark.parametrize("mode", ["NUMBA", "JAX"])
+@pytest.mark.parametrize("update", [3, 37, 91])
+def test_a_sigint_with_graph_schedules_resumes_bit_for_bit(tmp_path, mode, update):
+    # the schedules are computed by the step from the update counter, which
+    # the checkpoint saves: no Python schedule runs, the SIGINT comes from outside
+    if mode == "JAX":
+        pytest.importorskip("jax")
+    iterations = 40  # 200 updates: the interrupt lands well inside the run
+
+    settings = dict(graph_schedules(), mode=mode, **GRAPH_SETTINGS)
+    opt, params, train, valid = resumable()
+    opt.minimize(train, valid, max_updates=iterations, **settings)
+    final = opt.state_dict(datasets={"train": train, "valid": valid})
+    assert final["counters"]["updates"] == 5 * iterations
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = resumable()
+    stop, thread = sigint_from_a_thread(first, update)
+    try:
+        first.minimize(train1, valid1, max_updates=iterations, checkpoint=path, **settings)
+    finally:
+        stop.set()
+        thread.join()
+    assert first._run.interrupted
+    saved = checkpoint.read(path)[1]
+    done = saved["counters"]["updates"]
+    assert update <= done < 5 * iterations
+    assert done == 5 * saved["counters"]["iteration"] + saved["progress"]["batches"]
+    assert first.update_count == done  # the graph's counter, saved as counters.updates
+
+    second, _, train2, valid2 = resumable()
+    second.minimize(train2, valid2, max_updates=iterations - saved["counters"]["iteration"],
+                    checkpoint=path, resume=True, **settings)
+    resumed = second.state_dict(datasets={"train": train2, "valid": valid2})
+    for table in ("params", "state"):
+        for name, value in final[table].items():
+            assert resumed[table][name].tobytes() == value.tobytes(), name
+    assert resumed["counters"] == final["counters"]
+    assert resumed["hyperparameters"] == final["hyperparameters"]  # the last step's values
+    assert resumed["early_stopping"]["best_loss"] == final["early_stopping"]["best_loss"]
+
+
 def raising_at(update, error):
     """A learning-rate schedule (the caller's code) that raises ``error`` the first
     time it is asked for ``update``."""
