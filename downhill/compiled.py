@@ -13,6 +13,9 @@ JAX mode, placed on the device(s) by the :class:`~downhill.jaxmode.Runtime`.
 at a function's first call.
 """
 
+import functools
+import itertools
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -305,8 +308,7 @@ class Functions:
         if not jaxmode.is_jax(self._opt._mode):
             if getattr(dataset, "in_graph", False):
                 return self.in_graph(fn), self.graph_batches(dataset)
-            fn.trust_input = trusted
-            return fn, ((batch, dataset.batch_weight(batch)) for batch in batches)
+            return self.feeder(fn, dataset)(batches)
         runtime, buffers = self.runtime, ()
         if getattr(dataset, "in_graph", False) and not runtime.sharded:
             fn = self.in_graph(fn)
@@ -316,6 +318,38 @@ class Functions:
             batches = self._placed_batches(fn, dataset, trusted, batches)
         runtime.prepare(fn, skip=buffers)
         return fn, self._then_pull(batches)
+
+    def feeder(self, fn, dataset):
+        """:meth:`feed` for many passes of one function over one dataset, set up once.
+
+        Parameters
+        ----------
+        fn : pytensor Function
+            A function made by :meth:`step` or :meth:`evaluate`.
+        dataset : Dataset
+            The batches, conformed to the inputs.
+
+        Returns
+        -------
+        callable
+            ``feed(batches)``, returning what :meth:`feed` returns for one
+            pass. The training loop makes one per run: outside JAX mode and
+            in-graph batches, a pass then costs no more than its batches.
+        """
+        if jaxmode.is_jax(self._opt._mode) or getattr(dataset, "in_graph", False):
+            return functools.partial(self.feed, fn, dataset)
+        trusted = getattr(dataset, "trusted", False)
+        if getattr(dataset, "internal", False):  # no inputs: empty batches of weight 1
+            def feed(batches):
+                fn.trust_input = trusted
+                return fn, zip(batches, itertools.repeat(1))
+        else:
+            weight = dataset.batch_weight
+
+            def feed(batches):
+                fn.trust_input = trusted
+                return fn, ((batch, weight(batch)) for batch in batches)
+        return feed
 
     def _placed_batches(self, fn, dataset, trusted, batches):
         runtime, axis = self.runtime, getattr(dataset, "axis", 0)
@@ -406,6 +440,10 @@ def jit_now(fn):
     if jit is None or not type(jit).__module__.startswith("numba") \
             or not hasattr(jit, "compile"):
         return False
+    if getattr(jit, "overloads", None):
+        # made before (by an earlier run, or its first call): typing the
+        # arguments again costs more than a short run's updates
+        return True
     try:
         import numba
         types = []

@@ -38,6 +38,7 @@ class Sigint:
         self._depth = 0
         self._unheld = 0       # inside the caller's code: raise at once
         self._previous = None  # the handler to put back; None: not installed
+        self._unheld_block = _Unheld(self)
 
     def _handler(self, signum, frame):
         if self._unheld:
@@ -128,15 +129,39 @@ class Sigint:
         finally:
             self._unheld -= 1
 
-    @contextlib.contextmanager
     def unheld(self):
-        """Run the caller's code: a Ctrl-C during it raises at once."""
-        self._unheld += 1
+        """Run the caller's code: a Ctrl-C during it raises at once.
+
+        Returns
+        -------
+        context manager
+            For a ``with`` block (the training loop enters one per
+            iteration, so it is a plain object, not a generator).
+        """
+        return self._unheld_block
+
+
+class _Unheld:
+    """The block of :meth:`Sigint.unheld`: raise a pending Ctrl-C on entry, and
+    any that comes during the block at once."""
+
+    __slots__ = ("_sigint",)
+
+    def __init__(self, sigint):
+        self._sigint = sigint
+
+    def __enter__(self):
+        sigint = self._sigint
+        sigint._unheld += 1
         try:
-            self.check()
-            yield
-        finally:
-            self._unheld -= 1
+            sigint.check()
+        except BaseException:
+            sigint._unheld -= 1
+            raise
+
+    def __exit__(self, *exc):
+        self._sigint._unheld -= 1
+        return False
 
 
 #: The one instance: SIGINT belongs to the process.

@@ -7,6 +7,7 @@ What the training loop does with a non-finite step (raise, stop, count
 skips) lives in :mod:`downhill.training`.
 """
 
+import cmath
 import functools
 
 import numpy as np
@@ -118,7 +119,8 @@ def first_nonfinite(variables):
         if isinstance(value, np.ndarray):
             # a sum is non-finite whenever an element is (and sometimes when none
             # is, by overflow): one cheap reduction, then the exact test if needed
-            if np.isfinite(value.sum()) or np.isfinite(value).all():
+            # (cmath: a Python test of the scalar, for real and complex sums alike)
+            if cmath.isfinite(value.sum()) or np.isfinite(value).all():
                 continue
             return name
         # the array's own library (a JAX array stays on its device)

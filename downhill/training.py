@@ -3,7 +3,9 @@ stopping, the non-finite policy and checkpoints on the way.
 
 :func:`iterate` checks a call's arguments and returns a generator that runs
 the loop; :func:`evaluate` computes the monitors on a dataset;
-:func:`run_batches` is the hot loop both share. The loop's state (counters,
+:func:`run_batches` is the hot loop over a dataset's batches, and
+:func:`training_pass` its form for training steps, which the loop sets up
+once per run (an iteration is often a single update). The loop's state (counters,
 best validation) lives in the optimizer's :class:`~downhill.runstate.RunState`,
 the compiled functions in its :class:`~downhill.compiled.Functions`. The
 loop reports to a :class:`~downhill.progress.Progress` (the progress display)
@@ -12,6 +14,7 @@ the child logger ``downhill.iterations``, so that they can be silenced apart.
 """
 
 import collections
+import functools
 import itertools
 import logging
 import math
@@ -26,7 +29,7 @@ from .util import log
 #: Per-iteration log lines (INFO); validations and the rest go to ``downhill``.
 iteration_log = logging.getLogger("downhill.iterations")
 
-__all__ = ["as_dataset", "run_batches", "evaluate", "iterate", "minimize"]
+__all__ = ["as_dataset", "run_batches", "training_pass", "evaluate", "iterate", "minimize"]
 
 
 class _NonFinite(Exception):
@@ -109,8 +112,8 @@ def _unheld(batches):
         yield batch
 
 
-def _training_batches(settings, run, batches, count, schedules, cycle=None):
-    """The batches of a training pass, with the schedules applied and each
+def _training_batches(settings, run, batches, count, cycle=None):
+    """The batches of a training pass with the Python schedules applied, each
     batch marked as drawn (``RunState.drawn``) until its step is counted.
 
     With ``count``, the number of batches the pass gives, every schedule is
@@ -125,8 +128,8 @@ def _training_batches(settings, run, batches, count, schedules, cycle=None):
     gradient accumulation (``cycle``) the schedules are applied before a
     step's first micro-batch only.
     """
-    before = schedules and count is not None
-    after = schedules and count is None
+    before = count is not None
+    after = count is None
     iterator = iter(batches)
     for _ in itertools.repeat(None) if count is None else range(count):
         if before and (cycle is None or cycle.starting):
@@ -156,23 +159,11 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
     names : list of str, optional
         Names of ``fn``'s outputs; default the optimizer's monitors.
     guarded : bool, optional
-        Whether ``fn``'s last output is the finiteness flag.
+        Whether ``fn``'s last output is the finiteness flag (a step function).
     train : bool, optional
-        Whether ``fn`` is a training step.
+        Whether ``fn`` is a training step (see :func:`training_pass`).
     max_skips : int, optional
         With ``guarded``: the skipped steps in a row allowed.
-
-    With ``train`` the pass is the run state's unfinished iteration: it
-    goes on from the batches already done (``RunState.batches``, after a
-    resume), the Python schedules (plain functions) are applied before
-    every batch (graph schedules are computed by the step itself), and the
-    update count (mirroring the counter the step advances), the batches
-    done and the running sums advance in the run state after every step,
-    so that the state between two batches is always consistent (what a
-    Ctrl-C saves). With ``guarded`` the last output of
-    ``fn`` says whether the step was finite: a non-finite step was not
-    applied and its batch is left out of the means, until more than
-    ``max_skips`` come in a row.
 
     The hot loop: per batch, one call of the compiled function and a
     running sum of its outputs in Python floats. When the dataset's batches
@@ -194,76 +185,161 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         Whether the pass stayed finite.
     """
     names = opt._monitor_names if names is None else names
-    schedules = train and bool(opt._settings.per_update)  # Python ones; the graph's need nothing
-    run = opt._run
+    if train or guarded:
+        return training_pass(opt, feeder(opt, fn, dataset), dataset, names,
+                             guarded, max_skips)
+    fn, batches = opt._functions.feed(fn, dataset, _arguments(dataset))
     sigint = SIGINT
-    external = (getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
-                and not getattr(dataset, "internal", False))
+    sums, total = None, 0
+    for batch, weight in batches:
+        values = fn(*batch)
+        if not math.isfinite(values[0]):
+            return dict(zip(names, (float(v) for v in values))), False
+        if sums is None:
+            sums = [weight * float(v) for v in values]
+        else:
+            for i, v in enumerate(values):
+                sums[i] += weight * float(v)
+        total += weight
+        if sigint.pending:
+            sigint.check()
+    if sums is None:
+        raise ValueError(f"dataset {dataset.name!r} gave no batches")
+    return collections.OrderedDict(zip(names, [s / total for s in sums])), True
+
+
+def feeder(opt, step, dataset):
+    """What :func:`training_pass` calls to feed a pass's batches to a step.
+
+    Parameters
+    ----------
+    opt : Optimizer
+        The optimizer (its compiled functions).
+    step : pytensor Function or Cycle
+        The step, or the :class:`~downhill.accumulate.Cycle` of a step made
+        of micro-batches.
+    dataset : Dataset
+        The training batches, conformed to the inputs.
+
+    Returns
+    -------
+    callable
+        ``feed(batches)``: the callable and the batches, with their weights,
+        of one pass (see :meth:`downhill.compiled.Functions.feed`).
+    """
+    if isinstance(step, accumulate.Cycle):  # a micro-batch function and the step take turns
+        return functools.partial(step.feed, opt._functions, dataset)
+    return opt._functions.feeder(step, dataset)
+
+
+def _arguments(dataset):
+    """One pass's batches as the arguments of a compiled function."""
+    if getattr(dataset, "internal", False):
+        # our own batches for a loss without inputs: nothing to draw or check
+        return itertools.repeat([], dataset.iteration_size)
+    external = getattr(dataset, "kind", None) in ("callable", "iterable", "stream")
     source = _unheld(dataset) if external else dataset  # the caller's code
-    # the function to call and its batches: in-graph, as given, or (JAX) on the device
-    cycle = fn if isinstance(fn, accumulate.Cycle) else None
-    arguments = map(dataset.as_arguments, source)
-    if cycle is None:
-        fn, batches = opt._functions.feed(fn, dataset, arguments)
-    else:  # gradient accumulation: a micro-batch function and the step take turns
-        fn, batches = cycle.feed(opt._functions, dataset, arguments)
-    if train:
-        if run.sums is not None and len(run.sums) != len(names):
-            log.warning("the saved iteration's sums do not fit the monitors; they restart")
-            run.sums, run.weight = None, 0
+    return map(dataset.as_arguments, source)
+
+
+def training_pass(opt, feed, dataset, names, guarded, max_skips):
+    """One pass of training steps: the run state's unfinished iteration.
+
+    The pass goes on from the batches already done (``RunState.batches``,
+    after a resume); the Python schedules (plain functions) are applied
+    before every batch (graph schedules are computed by the step itself);
+    the update count (mirroring the counter the step advances), the batches
+    done and the running sums advance in the run state after every step, so
+    that the state between two batches is always consistent (what a Ctrl-C
+    saves). With ``guarded`` the step's last output says whether it was
+    finite: a non-finite step was not applied and its batch is left out of
+    the means, until more than ``max_skips`` come in a row. Otherwise as
+    :func:`run_batches`, whose loop this is for training.
+
+    Parameters
+    ----------
+    opt : Optimizer
+        The optimizer (its schedules and run state).
+    feed : callable
+        :func:`feeder`'s for the step and the dataset: the training loop
+        makes it once per run, so that a pass costs no more than its batches.
+    dataset : Dataset
+        The training batches, conformed to the inputs.
+    names : list of str
+        Names of the step's outputs (the monitors).
+    guarded : bool
+        Whether the step's last output is the finiteness flag.
+    max_skips : int
+        With ``guarded``: the skipped steps in a row allowed.
+
+    Returns
+    -------
+    monitors : dict
+        Weighted means of the outputs by name, over the whole iteration.
+    finite : bool
+        Whether the pass stayed finite.
+    """
+    run = opt._run
+    fn, batches = feed(_arguments(dataset))
+    cycle = fn if isinstance(fn, accumulate.Cycle) else None  # gradient accumulation
+    if run.sums is not None and len(run.sums) != len(names):
+        log.warning("the saved iteration's sums do not fit the monitors; they restart")
+        run.sums, run.weight = None, 0
+    schedules = opt._settings.per_update  # Python ones; the graph's need nothing here
+    if run.batches or schedules:
         left = dataset.iteration_size
         if left is not None:
             left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
             batches = itertools.islice(batches, left)
-        batches = _training_batches(opt._settings, run, batches, left, schedules, cycle)
-        sums, total = run.sums, run.weight
-    else:
-        sums, total = None, 0
+        if schedules:
+            batches = _training_batches(opt._settings, run, batches, left, cycle)
+    sigint = SIGINT
+    sums, total = run.sums, run.weight
     for batch, weight in batches:
+        run.drawn = True  # until its step is counted (see _training_batches)
         values = fn(*batch)
-        if train:
-            if cycle is None or cycle.stepped:  # a micro-batch is not an update
-                run.updates += 1
-            run.batches += 1
-            run.drawn = False
-        finite = True
+        if cycle is None or cycle.stepped:  # a micro-batch is not an update
+            run.updates += 1
+        run.batches += 1
+        run.drawn = False
         if guarded:
-            finite = bool(values[-1])
+            finite = values[-1]
             values = values[:-1]
-            if cycle is not None and not cycle.stepped:
-                pass  # a micro-batch: its cycle's step counts, skipped or not
-            elif finite:
-                run.skips = 0
-            else:
+            if not finite:
+                if cycle is not None and not cycle.stepped:
+                    # a micro-batch: left out of the means; its cycle's step counts
+                    if sigint.pending:
+                        sigint.check()
+                    continue
                 run.skips += 1
                 log.warning("skipped a non-finite step (%d in a row) at update %d",
                             run.skips, run.updates)
                 if run.skips > max_skips:
                     return dict(zip(names, (float(v) for v in values))), False
+                if sigint.pending:
+                    sigint.check()
+                continue
+            if cycle is None or cycle.stepped:
+                run.skips = 0
         elif not math.isfinite(values[0]):
             return dict(zip(names, (float(v) for v in values))), False
-        if finite:
-            if sums is None:
-                sums = [weight * float(v) for v in values]
-                if train:
-                    run.sums = sums
-            else:
-                for i, v in enumerate(values):
-                    sums[i] += weight * float(v)
-            total += weight
-            if train:
-                run.weight = total
+        if sums is None:
+            sums = run.sums = [weight * float(v) for v in values]
+        else:
+            for i, v in enumerate(values):
+                sums[i] += weight * float(v)
+        total += weight
+        run.weight = total
         if sigint.pending:
             sigint.check()
     if sums is None:
         if guarded and run.skips:
             return collections.OrderedDict((n, math.nan) for n in names), True
-        if train and dataset.exhausted:
+        if dataset.exhausted:
             raise _EndOfData()
         raise ValueError(f"dataset {dataset.name!r} gave no batches")
-    means = (s / total for s in sums)
-    return collections.OrderedDict(zip(names, means)), True
+    return collections.OrderedDict(zip(names, [s / total for s in sums])), True
 
 
 def evaluate(opt, dataset):
@@ -423,12 +499,14 @@ def _validate(opt, dataset, settings, display):
     so that the validation done again on resuming reads the same batches.
     """
     run = opt._run
-    before = dataset.state_dict()
+    # our own batches of a loss without inputs have no position to go back to
+    before = None if getattr(dataset, "internal", False) else dataset.state_dict()
     try:
         point = opt._evaluation_point()  # the parameters, or e.g. their average
         monitors, finite = run_batches(opt, opt._functions.evaluate(point), dataset)
     except BaseException:
-        dataset.load_state_dict(before)
+        if before is not None:
+            dataset.load_state_dict(before)
         raise
     if not finite:
         raise _NonFinite(
@@ -493,6 +571,11 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         averaging.begin_run(opt, run)
         display.on_start(run, max_updates)
         watched = _watched(opt)  # what the finiteness check reads, once per run
+        # read once: the loop below runs once per iteration (often once per update)
+        validate_every = settings["validate_every"]
+        train_pass = functools.partial(training_pass, opt, feeder(opt, step, train),
+                                       train, names, guarded, settings["max_skips"])
+        unheld = SIGINT.unheld()
         if run.fails > settings["patience"]:
             log.warning(
                 "the run already ended: patience elapsed after %d validations without "
@@ -500,9 +583,9 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                 run.fails, run.iteration, run.fails)
             reason = "patience"
             return
+        due = (run.iteration - run.run_start) % validate_every == 0
         while True:
             done = ended or (max_updates is not None and count >= max_updates)
-            due = (run.iteration - run.run_start) % settings["validate_every"] == 0
             # an unfinished iteration (resumed) was validated before it began
             if (done or due) and not run.fresh_validation and not run.batches:
                 _validate(opt, valid, settings, display)
@@ -517,8 +600,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                 break
             run.fresh_validation = False  # from the first batch on, even if interrupted
             try:
-                training, finite = run_batches(opt, step, train, names, guarded, train=True,
-                                               max_skips=settings["max_skips"])
+                training, finite = train_pass()
             except _EndOfData:
                 log.info("the training data ended after %d iterations", count)
                 ended = True
@@ -531,20 +613,21 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                     "(max_gradient_norm=1.0, say) or on_nonfinite='skip'.")
             run.end_iteration()
             count += 1
-            if every and count % every == 0 or (
-                    run.iteration - run.run_start) % settings["validate_every"] == 0:
+            due = (run.iteration - run.run_start) % validate_every == 0
+            saving = every and count % every == 0
+            if saving or due:
                 # before a checkpoint, and as often as validations: a step that
                 # overflowed with a finite loss is caught here (the parameters'
                 # next loss would be too, but a state variable's may not be)
                 _finite_or_raise(opt, watched)
             _log(label, run.iteration, training, logger=iteration_log)
             display.on_iteration(run, training)
-            if every and count % every == 0:
+            if saving:
                 state.save(opt, checkpoint, datasets=datasets)
             SIGINT.check()
             # the caller's loop body runs unheld: a Ctrl-C there raises at once (the
             # handler stays installed, which costs less than swapping it per iteration)
-            with SIGINT.unheld():
+            with unheld:
                 yield training, dict(run.last_validation)
     except KeyboardInterrupt:
         reason = "interrupted"
