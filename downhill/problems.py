@@ -384,6 +384,10 @@ SUGGESTED = {
                      rms_regularizer=1e-6),
         "adagrad_window": dict(learning_rate=0.01, momentum=0.9, window=50,
                                rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.02, beta2_halflife=20.0),
+        "lars": dict(learning_rate=30.0),
+        "lamb": dict(learning_rate=0.03),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
     },
     "factorization": {
         "sgd": dict(learning_rate=1.0),
@@ -401,6 +405,10 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.01),
         "adagrad_window": dict(learning_rate=0.03, momentum=0.9, rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.01),
+        "lars": dict(learning_rate=1.0),
+        "lamb": dict(learning_rate=0.01),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
     },
     "digits": {
         "sgd": dict(learning_rate=0.1, momentum=0.9),
@@ -418,6 +426,10 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.01),
         "adagrad_window": dict(learning_rate=0.1),
+        "lion": dict(learning_rate=3e-3),
+        "lars": dict(learning_rate=1.0),
+        "lamb": dict(learning_rate=0.01),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
     },
     "sparse-digits": {
         "sgd": dict(learning_rate=3.0, momentum=0.9),
@@ -435,6 +447,10 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.03, rms_regularizer=1e-6),
         "adagrad_window": dict(learning_rate=0.1, momentum=0.9, rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.01),
+        "lars": dict(learning_rate=10.0),
+        "lamb": dict(learning_rate=0.03),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
     },
 }
 

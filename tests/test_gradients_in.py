@@ -120,6 +120,8 @@ def test_float32_parameters_in_a_float64_loss_train_in_float32(algo):
         if hasattr(var, "dtype"):
             assert expr.dtype == var.dtype, var.name
     hypers = dict(learning_rate=0.01, momentum=0.9 if algo == "nag" else 0.5)
+    if algo == "lars":  # steps of trust_coefficient (default 0.001) * lr * |p|
+        hypers.update(learning_rate=0.05, trust_coefficient=1.0)
     before = opt.evaluate(data)["loss"]
     opt2 = downhill.build(algo, loss)
     opt2.minimize(data, batch_size=16, max_updates=5, **hypers)

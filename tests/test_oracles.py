@@ -100,7 +100,8 @@ class Case:
 
     def variants(self):
         """The variants some peer of this rule has."""
-        return [v for v in VARIANTS if self.optax_core is not None or self.torch_has(v)]
+        return [v for v in VARIANTS if self.optax_core is not None or self.torch_has(v)
+                or (v == "plain" and self.alias is not None)]
 
     def torch_peer(self, variant):
         """(make, clip) for ``run_torch``."""
@@ -250,6 +251,41 @@ CASES = [
               initial_accumulator=0.0),
          optax_core=lambda: _optax().scale_by_yogi(b1=B1, b2=B2, eps=EPS,
                                                    initial_accumulator_value=0.0)),
+    # Lion: the sign of an interpolation; optax's alias has its own decay
+    Case("lion", "lion", dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2),
+         optax_core=lambda: _optax().scale_by_lion(b1=B1, b2=B2),
+         alias=lambda: _optax().lion(LR, b1=B1, b2=B2, weight_decay=0.0)),
+    Case("lion-decay", "lion",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, weight_decay=0.3),
+         optax_core=lambda: _optax().scale_by_lion(b1=B1, b2=B2),
+         alias=lambda: _optax().lion(LR, b1=B1, b2=B2, weight_decay=0.3)),
+    # LARS: our momentum default is optax's 0.9; the plain case sets it to 0
+    Case("lars", "lars",
+         dict(learning_rate=0.5, momentum=0.0, trust_coefficient=0.02, trust_weight_decay=0.1,
+              trust_regularizer=EPS, trust_norm="norm_of_sum"),
+         optax_core=lambda: _optax().chain(
+             _optax().add_decayed_weights(0.1),
+             _optax().scale_by_trust_ratio(trust_coefficient=0.02, eps=EPS)),
+         alias=lambda: _optax().lars(0.5, weight_decay=0.1, trust_coefficient=0.02, eps=EPS,
+                                     momentum=0.0)),
+    Case("lars-defaults", "lars", dict(learning_rate=0.5, trust_norm="norm_of_sum"),
+         optax_core=None, alias=lambda: _optax().lars(0.5)),
+    Case("lamb", "lamb",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              trust_weight_decay=0.1),
+         optax_core=lambda: _optax().chain(
+             _optax().scale_by_adam(b1=B1, b2=B2, eps=EPS),
+             _optax().add_decayed_weights(0.1), _optax().scale_by_trust_ratio()),
+         alias=lambda: _optax().lamb(LR, b1=B1, b2=B2, eps=EPS, weight_decay=0.1)),
+    # Adafactor: torch's epsilon is a floor; optax's relative step is a schedule
+    Case("adafactor-floor", "adafactor",
+         dict(learning_rate=0.1, rms_regularizer=1e-3, regularizer_as_floor=True),
+         torch=("Adafactor", dict(lr=0.1, beta2_decay=-0.8, eps=(1e-3, 1e-3), d=1.0)),
+         torch_variants={"decay": dict(weight_decay=WD)}),
+    Case("adafactor", "adafactor",
+         dict(learning_rate=LR, relative_step=False, decay_exponent=0.7, clip_threshold=0.8,
+              rms_regularizer=EPS),
+         optax_core=lambda: _adafactor_core(0.7, 0.8, EPS)),
     Case("rprop", "rprop",
          dict(learning_rate=LR, rprop_increase=1.2, rprop_decrease=0.5, rprop_min_step=1e-3,
               rprop_max_step=0.05),
@@ -257,6 +293,27 @@ CASES = [
          exact={"torch"}),
 ]
 PAIRS = [(case, variant) for case in CASES for variant in case.variants()]
+
+
+def _adafactor_core(exponent, threshold, eps, min_size=1):
+    """optax's Adafactor without its learning rate, with a float64 decay schedule.
+
+    optax computes the decay rate 1 - t^-c in float32 whatever the parameters'
+    dtype; the same formula in the default float dtype (float64 under
+    ``enable_x64``) makes the two equal to rounding.
+    """
+    import jax.numpy as jnp
+    import optax
+    from optax._src.factorized import scale_by_factored_rms
+
+    def decay_rate(step, exponent):
+        t = (step + 1) * jnp.ones([], jnp.result_type(float))
+        return 1.0 - t ** (-exponent)
+
+    return optax.chain(
+        scale_by_factored_rms(decay_rate=exponent, min_dim_size_to_factor=min_size,
+                              epsilon=eps, decay_rate_fn=decay_rate),
+        optax.clip_by_block_rms(threshold), optax.scale_by_param_block_rms(1e-3))
 
 
 def _run_peer(name, made, grads, init):
@@ -339,3 +396,33 @@ def test_the_peers_are_the_pinned_versions():
 
     assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
     assert optax.__version__ == "0.2.8", optax.__version__
+
+
+def test_optax_adafactor_alias_and_its_momentum():
+    # optax.adafactor computes its decay rate 1 - t^-c in float32 whatever the
+    # parameters' dtype, and keeps its momentum in float32 (dtype_momentum):
+    # float32 runs agree to 1e-5, float64 ones to about 1e-6 (the cases above
+    # give optax a float64 schedule and agree to 1e-10)
+    import optax
+
+    grads, init = gradients("float32"), initial("float32")
+    for k in (1, 128):   # its default 128 factors neither of our two parameters
+        ours, _ = run_downhill("adafactor", dict(learning_rate=LR, relative_step=False,
+                                                 factor_min_size=k), grads, init)
+        compare(ours, run_optax(optax.adafactor(LR, min_dim_size_to_factor=k), grads, init),
+                atol=1e-5)
+    # momentum=b averages the steps: ours with learning_rate lr * (1 - b); its
+    # weight_decay_rate is not scaled by the learning rate
+    b, rate = 0.8, 1e-3
+    ours, _ = run_downhill("adafactor", dict(
+        learning_rate=LR * (1 - b), relative_step=False, factor_min_size=1, momentum=b,
+        weight_decay=rate / (LR * (1 - b))), grads, init)
+    theirs = run_optax(optax.adafactor(LR, min_dim_size_to_factor=1, momentum=b,
+                                       weight_decay_rate=rate), grads, init)
+    compare(ours, theirs, atol=1e-5)
+    grads, init = gradients("float64"), initial("float64")
+    ours, _ = run_downhill("adafactor", dict(learning_rate=LR, relative_step=False,
+                                             factor_min_size=1), grads, init)
+    theirs = run_optax(optax.adafactor(LR, min_dim_size_to_factor=1), grads, init)
+    worst = compare(ours, theirs, rtol=1e-5, atol=1e-8)
+    assert worst > 1e-12   # the float32 schedule shows: the test sees optax's own rounding

@@ -447,6 +447,8 @@ RESUME = {
     "nadam": dict(learning_rate=0.003), "radam": dict(learning_rate=0.003),
     "adabelief": dict(learning_rate=0.003), "yogi": dict(learning_rate=0.003),
     "adagrad_window": dict(learning_rate=0.01, window=3),
+    "lion": dict(learning_rate=0.003), "lars": dict(learning_rate=0.01, trust_coefficient=1.0),
+    "lamb": dict(learning_rate=0.003), "adafactor": dict(learning_rate=0.003),
 }
 
 
