@@ -21,6 +21,7 @@ FIGURES = {
     "digits-basis.png": ("digits-sparse-factorization.py", ["--output"]),
     "digits-classifier.png": ("digits-classifier.py", ["--hidden", "32", "--output"]),
     "schedules.png": ("schedules.py", ["--output"]),
+    "averaged-weights.png": ("averaged-weights.py", ["--output"]),
 }
 
 

@@ -12,7 +12,8 @@ checkpoint methods delegate to :mod:`downhill.training` and
 import numpy as np
 import pytensor
 
-from . import clipping, compat, compiled, hyperparams, legacy, nonfinite, training, util, validation
+from . import (averaging, clipping, compat, compiled, hyperparams, legacy, nonfinite, training,
+               util, validation)
 from . import state as checkpoint_state
 from .runstate import RunState
 from .util import log
@@ -88,9 +89,10 @@ class Optimizer(legacy.Compat):
     """
 
     #: Hyperparameters common to every algorithm (see
-    #: :data:`downhill.hyperparams.COMMON`). Subclasses add theirs in a
-    #: ``HYPERS`` tuple of their own; :meth:`hyperparameters` merges them.
-    HYPERS = hyperparams.COMMON
+    #: :data:`downhill.hyperparams.COMMON`, then :data:`downhill.averaging.HYPERS`).
+    #: Subclasses add theirs in a ``HYPERS`` tuple of their own;
+    #: :meth:`hyperparameters` merges them.
+    HYPERS = hyperparams.COMMON + averaging.HYPERS
 
     def __init__(self, loss=None, params=None, inputs=None, updates=(), monitors=(),
                  monitor_gradients=False, mode=None, grads=None, **hyperparameters):
@@ -236,6 +238,7 @@ class Optimizer(legacy.Compat):
         nesterov = momentum and self._values["nesterov"]
         decay = self._values["weight_decay"] != 0
         clipped = clipping.clip_gradients(self._grads, self._values, self._shared, self._dtype)
+        steps = []
         for param, grad in zip(self._params, clipped):
             delta, state = self._step(param, grad)
             updates.extend(state)
@@ -251,9 +254,25 @@ class Optimizer(legacy.Compat):
                 new = new - (self._hyper("learning_rate", param)
                              * self._hyper("weight_decay", param) * param)
             updates.append((param, new))
+            steps.append((param, new))
+        updates.extend(averaging.updates(self, steps))
         if self._values["on_nonfinite"] == "skip":
             updates = nonfinite.guard(updates, self._finite_check())
+        updates.extend(averaging.clock_updates(self))
         return updates, clipped
+
+    def _evaluation_point(self):
+        """The variables validation and the best parameters read; a hook.
+
+        Returns
+        -------
+        list of SharedVariable or None
+            One per parameter (its shape and dtype), updated by the step
+            graph, or None for the parameters themselves. By default the
+            averages with ``validate_on='average'``; see
+            :mod:`downhill.averaging` and the internals page.
+        """
+        return averaging.evaluation_point(self)
 
     def _finite_check(self):
         """A boolean scalar: the loss and every gradient are finite."""
@@ -449,7 +468,10 @@ class Optimizer(legacy.Compat):
             Monitors of the last training iteration (None if none ran).
         valid_monitors : dict
             Monitors of the last validation, which follows the last
-            iteration when training ends by ``max_updates``.
+            iteration when training ends by ``max_updates``. (downhill 0.4
+            returned the validation yielded with the last iteration, made
+            before it; ``for train, valid in opt.iterate(...): pass`` gives
+            that.)
         """
         return training.minimize(self, *args, **kwargs)
 

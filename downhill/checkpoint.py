@@ -474,6 +474,54 @@ def _read_archive(archive, path, size):
     return header, arrays
 
 
+#: What a file that is not a regular file is, by its ``stat`` mode.
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path, mode):
+    """The error for a path that is not a regular file (``mode`` from stat)."""
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    target = os.path.realpath(path)
+    where = f" ({target})" if target != os.path.abspath(path) else ""
+    return CheckpointError(
+        f"cannot read checkpoint {path}: it is {kind}{where}, not a regular file; "
+        "a checkpoint is a .npz file written by Optimizer.save or iterate(checkpoint=...)")
+
+
+def _open_regular(path):
+    """Open ``path`` for reading, refusing at once anything but a regular file.
+
+    A device, FIFO or socket could be read without end (``/dev/zero``) or
+    block forever (a FIFO without a writer): the file is opened without
+    blocking and its kind checked on the open descriptor, before anything is
+    read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as error:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise _not_regular(path, mode) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: "
+                              f"{_problem(path) or error.strerror or error}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read(path):
     """Read a state written by :func:`write`.
 
@@ -500,13 +548,7 @@ def read(path):
         downhill checkpoint; also if ``path`` is not a file path.
     """
     path = _fspath(path, CheckpointError)
-    try:
-        file = open(path, "rb")
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: "
-                              f"{_problem(path) or error.strerror or error}") from None
+    file = _open_regular(path)
     with file:
         try:
             size = os.fstat(file.fileno()).st_size

@@ -17,7 +17,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import jaxmode
+from . import averaging, jaxmode
 from .util import compile_function, log
 
 __all__ = ["Functions", "jit_now"]
@@ -36,7 +36,7 @@ class Functions:
     def __init__(self, optimizer):
         self._opt = optimizer
         self._steps = {}    # (structure, mode) -> (fn, names, guarded)
-        self._evals = {}    # mode -> fn
+        self._evals = {}    # mode, or (mode, evaluation point) -> fn
         self._recipes = {}  # id(fn) -> (fn, outputs, updates, name)
         self._twins = {}    # id(fn) -> (fn, in-graph twin)
         self._data = None   # (shared buffers, shared batch size)
@@ -144,16 +144,26 @@ class Functions:
             self._steps[key] = fn, names, guarded
         return self._steps[key]
 
-    def evaluate(self):
-        """The evaluation function (loss and monitors, no step) for the mode."""
+    def evaluate(self, point=None):
+        """The evaluation function (loss and monitors, no step) for the mode.
+
+        Parameters
+        ----------
+        point : list of SharedVariable, optional
+            Variables read in place of the parameters (the optimizer's
+            evaluation point, see :mod:`downhill.averaging`); default the
+            parameters.
+        """
         opt = self._opt
-        if opt._mode not in self._evals:
-            outputs = [opt._loss] + opt._monitor_exprs
+        key = opt._mode if point is None else (opt._mode, tuple(id(v) for v in point))
+        if key not in self._evals:
+            outputs, updates = averaging.at_point(
+                opt, point, [opt._loss] + opt._monitor_exprs, opt._user_updates)
             log.info("compiling %s evaluation function", type(opt).__name__)
-            fn = self._compile(opt._inputs, outputs, opt._user_updates, "evaluate")
-            self._recipes[id(fn)] = (fn, outputs, opt._user_updates, "evaluate")
-            self._evals[opt._mode] = fn
-        return self._evals[opt._mode]
+            fn = self._compile(opt._inputs, outputs, updates, "evaluate")
+            self._recipes[id(fn)] = (fn, outputs, updates, "evaluate")
+            self._evals[key] = fn
+        return self._evals[key]
 
     def data_variables(self):
         """Shared variables holding the current dataset's arrays, one per input,

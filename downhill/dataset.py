@@ -13,70 +13,13 @@ import numbers
 import numpy as np
 
 from . import validation
+from .batches import (check_batch, check_items, convert, dtype_of, fits, is_array, is_pandas,
+                      to_array)
 from .util import log
 
 __all__ = ["Dataset"]
 
 _names = itertools.count()  # default names: dataset0, dataset1, ...
-
-
-def _is_array(x):
-    """Whether ``x`` is one input's data (and not a list of them)."""
-    if isinstance(x, np.ndarray) or (hasattr(x, "get_value") and hasattr(x, "type")):
-        return True
-    module = type(x).__module__
-    return module.startswith(("pandas", "scipy.sparse")) and hasattr(x, "shape")
-
-
-def _is_pandas(x):
-    return type(x).__module__.startswith("pandas") and hasattr(x, "iloc")
-
-
-def _to_array(x, index):
-    """Turn one accepted input into an array-like the batcher can slice."""
-    try:
-        import scipy.sparse as sp
-    except ImportError:  # pragma: no cover - scipy comes with pytensor
-        sp = None
-    if sp is not None and sp.issparse(x):
-        if x.format not in ("csr", "csc"):
-            raise ValueError(
-                f"input {index}: sparse matrices must be CSR or CSC, got {x.format.upper()}; "
-                "convert with .tocsr()")
-        return x
-    if hasattr(x, "get_value") and hasattr(x, "type"):  # a pytensor shared variable
-        return np.asarray(x.get_value(borrow=True))
-    if _is_pandas(x) and type(x).__name__ in ("Series", "DataFrame"):
-        return x  # batches stay pandas objects, as in downhill 0.4
-    if isinstance(x, np.ndarray):
-        # a memory-mapped array (or other subclass) as a plain view: no copy
-        return x if type(x) is np.ndarray else np.asarray(x)
-    raise ValueError(
-        f"input {index} has unsupported type {type(x).__name__}; accepted: numpy arrays, "
-        "pandas Series/DataFrame, scipy.sparse CSR/CSC, pytensor shared variables")
-
-
-def _dtype(a):
-    dtypes = getattr(a, "dtypes", None)
-    if dtypes is not None and not hasattr(a, "dtype"):  # a DataFrame
-        return np.result_type(*dtypes) if len(dtypes) else np.dtype("float64")
-    return np.dtype(a.dtype)
-
-
-def _convert(x, dtype, name, index):
-    """One item of a batch from a callable or an iterable, as the input's dtype.
-
-    A dtype that does not become the input's without changing kind (complex
-    for a float input) is refused, as the same array given directly is.
-    """
-    if not (hasattr(x, "tocsr") and hasattr(x, "astype")):  # not scipy.sparse
-        x = np.asarray(x)
-    if x.dtype != dtype and not np.can_cast(x.dtype, dtype, casting="same_kind"):
-        raise ValueError(
-            f"{name}: batch input {index} has dtype {x.dtype}, which cannot become {dtype}")
-    if hasattr(x, "tocsr"):
-        return x if x.dtype == dtype else x.astype(dtype)
-    return x.astype(dtype, copy=False)
 
 
 def _make_rng(rng):
@@ -149,36 +92,6 @@ def _checked_state(ds, state):
     return rng, position, perm
 
 
-def _check_batch(name, batch, ndims):
-    """A converted batch of a callable or an iterable: one length along axis 0, not empty."""
-    if any(n is not None and getattr(x, "ndim", n) != n for x, n in zip(batch, ndims)):
-        return  # the compiled function names the input and its dimensions
-    lengths = [x.shape[0] for x in batch if getattr(x, "ndim", 0)]
-    if lengths and min(lengths) == 0:
-        raise ValueError(f"{name}: the batch is empty (lengths {lengths})")
-    if len(set(lengths)) > 1:
-        raise ValueError(
-            f"{name}: the batch holds arrays of different lengths {lengths}; every input "
-            "needs one entry per sample of the batch")
-
-
-def _fits(array, variable, axis):
-    """Whether every batch of ``array`` is a valid value for ``variable`` as it is.
-
-    True for a numpy array of the variable's dtype and number of dimensions
-    whose fixed sizes (PyTensor static shape) match on every axis but the
-    batch axis, which must be free. Such batches can be passed to a compiled
-    function without its per-call input checks.
-    """
-    shape = getattr(variable.type, "shape", None)
-    if (not isinstance(array, np.ndarray) or shape is None
-            or array.dtype != np.dtype(variable.dtype) or array.ndim != len(shape)
-            or not array.flags.aligned):
-        return False
-    return all(s is None if i == axis % array.ndim else s in (None, n)
-               for i, (s, n) in enumerate(zip(shape, array.shape)))
-
-
 class Dataset:
     """Batches of data for one optimization: arrays, a callable or an iterable.
 
@@ -194,7 +107,13 @@ class Dataset:
         took: a list of batches (``[[X[:16], Y[:16]], [X[16:], Y[16:]]]``;
         ``[[]]`` for a loss without inputs) is read in order, one pass per
         iteration; a generator or other one-shot iterator is read until it
-        ends. A list whose items are arrays is one array per input.
+        ends. A list whose items are arrays is one array per input. The
+        arrays of a batch that a callable or an iterable gives may differ in
+        length (the loss's graph decides what fits); such a batch weighs in
+        the monitors' means by its first array's length. Every item of a
+        batch must be an array (or a nested list of numbers): a bare number,
+        a string or None is refused, when the Dataset is made for a list of
+        batches, else when the batch comes.
     name : str, optional
         A name for messages; default ``dataset0``, ``dataset1``, ...
     batch_size : int, optional
@@ -221,8 +140,9 @@ class Dataset:
     ------
     ValueError
         If the arrays differ in length along ``axis``, an input is of an
-        unsupported type or empty, ``batch_size`` or ``axis`` is not an
-        integer, or ``iteration_size`` is not positive.
+        unsupported type or empty, a batch of a list holds an item that is
+        no array, ``batch_size`` or ``axis`` is not an integer, or
+        ``iteration_size`` is not positive.
 
     Notes
     -----
@@ -281,7 +201,7 @@ class Dataset:
             raise ValueError(
                 f"dataset inputs must be arrays, a list of arrays, a callable or an iterable "
                 f"of batches, got {type(inputs).__name__}")
-        if _is_array(inputs):
+        if is_array(inputs):
             inputs = [inputs]
         if callable(inputs):
             self._kind, self._callable = "callable", inputs
@@ -294,6 +214,8 @@ class Dataset:
             if inputs and all(isinstance(b, (list, tuple)) for b in inputs):
                 self._kind, self._source = "batches", list(inputs)
                 self.iteration_size = iteration_size or len(inputs)
+                for k, batch in enumerate(self._source):
+                    check_items(self.name, batch, f"batch {k} holds")
             else:
                 self._kind = "arrays"
                 self._init_arrays(inputs)
@@ -315,7 +237,7 @@ class Dataset:
         if not inputs:
             raise ValueError("dataset inputs are empty: give one array per input of the loss")
         axis = self.axis
-        arrays = [_to_array(x, i) for i, x in enumerate(inputs)]
+        arrays = [to_array(x, i) for i, x in enumerate(inputs)]
         lengths = []
         for i, a in enumerate(arrays):
             if not -a.ndim <= axis < a.ndim:
@@ -392,6 +314,11 @@ class Dataset:
         if self._kind != "arrays":
             self._converters = [np.dtype(v.dtype) for v in variables]
             self._ndims = [getattr(v.type, "ndim", None) for v in variables]
+            self._input_names = [v.name or f"<{v.type}>" for v in variables]
+            if self._kind == "batches":  # a list: every batch can be checked now
+                for k, batch in enumerate(self._source):
+                    self._check_shape(batch, f"batch {k} holds")
+                    check_batch(self.name, batch, self._ndims, self._input_names)
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
@@ -405,7 +332,7 @@ class Dataset:
             if ndim is not None and a.ndim != ndim:
                 raise ValueError(
                     f"{self.name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
-            dtype, have = np.dtype(v.dtype), _dtype(a)
+            dtype, have = np.dtype(v.dtype), dtype_of(a)
             if have != dtype:
                 if not np.can_cast(have, dtype, casting="same_kind"):
                     raise ValueError(
@@ -421,7 +348,7 @@ class Dataset:
                 self._permute(self._perm)
             elif self._buffers is not None:
                 self._buffers = self._arrays
-        self.trusted = all(_fits(a, v, self.axis) for a, v in zip(self._arrays, variables))
+        self.trusted = all(fits(a, v, self.axis) for a, v in zip(self._arrays, variables))
         self.in_graph = self.trusted and self._from_shared and self.axis == 0
 
     def as_arguments(self, batch):
@@ -443,7 +370,8 @@ class Dataset:
         ------
         ValueError
             If the batch holds another number of arrays than the loss has
-            inputs, arrays of unequal lengths, no samples, or a dtype that
+            inputs, an item that is no array, an array of another number of
+            dimensions than its input, an empty first array, or a dtype that
             cannot become its input's without changing kind (complex).
         """
         if self._kind == "arrays":
@@ -451,15 +379,25 @@ class Dataset:
         if not isinstance(batch, (list, tuple)):
             batch = [batch]
         if self._converters is not None:
-            if len(batch) != len(self._converters):
-                source = "callable returned" if self._kind == "callable" else "batch holds"
-                raise ValueError(
-                    f"{self.name}: the {source} {len(batch)} arrays, but the loss has "
-                    f"{len(self._converters)} inputs")
-            batch = [_convert(x, d, self.name, i)
-                     for i, (x, d) in enumerate(zip(batch, self._converters))]
-            _check_batch(self.name, batch, self._ndims)
+            source = "the callable returned" if self._kind == "callable" else "the batch holds"
+            batch = self._conformed(batch, source)
         return batch
+
+    def _conformed(self, batch, where):
+        """A batch of a callable or an iterable checked and cast to the inputs."""
+        self._check_shape(batch, where)
+        batch = [convert(x, d, self.name, i)
+                 for i, (x, d) in enumerate(zip(batch, self._converters))]
+        check_batch(self.name, batch, self._ndims, self._input_names)
+        return batch
+
+    def _check_shape(self, batch, where):
+        """Refuse a batch of the wrong number of arrays, or holding a non-array."""
+        if len(batch) != len(self._converters):
+            raise ValueError(
+                f"{self.name}: {where} {len(batch)} arrays, but the loss has "
+                f"{len(self._converters)} inputs")
+        check_items(self.name, batch, where)
 
     def state_dict(self):
         """The shuffling state: enough to continue the same sequence of batches.
@@ -574,7 +512,7 @@ class Dataset:
                 if out is None:
                     out = self._buffers[i] = np.empty_like(a, order="C" if first else "K")
                 np.take(a, perm, axis=self.axis, out=out)
-            elif _is_pandas(a):
+            elif is_pandas(a):
                 self._buffers[i] = a.iloc[perm] if first else a.iloc[:, perm]
             else:
                 self._buffers[i] = a[perm] if first else a[:, perm]
@@ -590,7 +528,7 @@ class Dataset:
     def _slice(self, array, start):
         index = [slice(None)] * array.ndim
         index[self.axis] = slice(start, start + self.batch_size)
-        if _is_pandas(array):
+        if is_pandas(array):
             return array.iloc[tuple(index)]
         return array[tuple(index)]
 
@@ -605,8 +543,9 @@ class Dataset:
         Returns
         -------
         int
-            Its size along the batch axis (axis 0 for a callable's or an
-            iterable's batches).
+            Its size along the batch axis (for a callable's or an iterable's
+            batches, whose arrays may differ in length, the first array's
+            length along axis 0).
         """
         if not batch:
             return 1

@@ -69,6 +69,9 @@ class RunState:
     interrupted : bool
         Whether the latest run ended by Ctrl-C (not saved), for a caller
         that reports how a run ended (the CLI).
+    drawn : bool
+        Whether a training batch has been drawn whose step is not counted
+        yet (not saved): a checkpoint written then would not resume exactly.
     """
 
     iteration: int = 0
@@ -86,6 +89,7 @@ class RunState:
     weight: int = 0
     skips: int = 0
     interrupted: bool = False
+    drawn: bool = False
 
     def new_run(self, params):
         """A state for a new run: the counters continue, early stopping starts over.

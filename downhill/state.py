@@ -20,7 +20,7 @@ from .runstate import RunState
 from .util import log
 
 __all__ = ["set_params", "state_dict", "load_state_dict", "schedule_tables",
-           "check_schedule_states", "save", "read", "load"]
+           "check_schedule_states", "saved_settings", "save", "read", "load"]
 
 
 def set_params(opt, targets=None):
@@ -310,6 +310,26 @@ def schedule_tables(state):
                 f"state field schedules.{name} must be a table of numbers (a schedule's "
                 f"state_dict()), got {table!r}")
     return schedules
+
+
+def saved_settings(state):
+    """The string-valued settings a state saved (``average``, ``validate_on``, ...).
+
+    Parameters
+    ----------
+    state : dict or None
+        A state from :func:`state_dict`, or None.
+
+    Returns
+    -------
+    dict
+        Its hyperparameters whose values are strings, unchecked (loading
+        checks them); empty for None or a state without the table.
+    """
+    table = state.get("hyperparameters") if isinstance(state, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def check_schedule_states(schedules, saved):

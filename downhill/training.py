@@ -17,7 +17,7 @@ import logging
 import math
 import os
 
-from . import compiled, nonfinite, progress, state, validation
+from . import averaging, compiled, nonfinite, progress, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
 from .interrupts import SIGINT
@@ -109,6 +109,36 @@ def _unheld(batches):
         yield batch
 
 
+def _training_batches(settings, run, batches, count, schedules):
+    """The batches of a training pass, with the schedules applied and each
+    batch marked as drawn (``RunState.drawn``) until its step is counted.
+
+    With ``count``, the number of batches the pass gives, every schedule is
+    evaluated *before* its batch is drawn: a schedule is the caller's code,
+    and whatever it raises (a ``KeyboardInterrupt`` too) then leaves the
+    datasets where the last whole step left them, so the checkpoint written
+    on the way out resumes exactly. A pass of unknown length (a one-shot
+    iterator, whose position no checkpoint holds) draws first, so that no
+    schedule is asked for an update that never comes. Anything that ends the
+    pass between a draw and its step's bookkeeping leaves ``drawn`` set, and
+    the loop then writes no checkpoint (it would skip that batch).
+    """
+    before = schedules and count is not None
+    after = schedules and count is None
+    iterator = iter(batches)
+    for _ in itertools.repeat(None) if count is None else range(count):
+        if before:
+            settings.apply_schedules(run.updates)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        run.drawn = True
+        if after:
+            settings.apply_schedules(run.updates)
+        yield item
+
+
 def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_skips=0):
     """Call ``fn`` on every batch of one pass; weighted means of its outputs.
 
@@ -171,18 +201,21 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
         if run.sums is not None and len(run.sums) != len(names):
             log.warning("the saved iteration's sums do not fit the monitors; they restart")
             run.sums, run.weight = None, 0
+        left = dataset.iteration_size
+        if left is not None:
+            left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
-            batches = itertools.islice(batches, max(dataset.iteration_size - run.batches, 0))
+            batches = itertools.islice(batches, left)
+        batches = _training_batches(opt._settings, run, batches, left, schedules)
         sums, total = run.sums, run.weight
     else:
         sums, total = None, 0
     for batch, weight in batches:
-        if schedules:
-            opt._settings.apply_schedules(run.updates)
         values = fn(*batch)
         if train:
             run.updates += 1
             run.batches += 1
+            run.drawn = False
         finite = True
         if guarded:
             finite = bool(values[-1])
@@ -318,8 +351,12 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         valid = as_dataset(opt, valid, "valid", batch_size, ordered=True)
         datasets = {"train": train, "valid": valid}
     given = opt._check_hypers(hyperparameters)  # a call that fails loads nothing
+    saved = None
     if resume and os.path.exists(checkpoint):
         saved = state.read(opt, checkpoint)
+    # the settings that will be in force fit together (those of a checkpoint too)
+    averaging.check({**opt._defaults, **state.saved_settings(saved), **given})
+    if saved is not None:
         # the schedules of this call take the saved states: checked before loading
         state.check_schedule_states(_schedules(opt, given), state.schedule_tables(saved))
         state.load_state_dict(opt, saved, datasets=datasets)
@@ -348,7 +385,7 @@ def _compile(opt, train, valid):
     """Compile every function the loop will call, machine code included,
     so that the display shows it as the compile phase."""
     step, names, guarded = opt._functions.step()
-    evaluate = opt._functions.evaluate()
+    evaluate = opt._functions.evaluate(opt._evaluation_point())
     called = [opt._functions.in_graph(step) if getattr(train, "in_graph", False) else step,
               opt._functions.in_graph(evaluate) if getattr(valid, "in_graph", False)
               else evaluate]
@@ -367,7 +404,8 @@ def _validate(opt, dataset, settings, display):
     run = opt._run
     before = dataset.state_dict()
     try:
-        monitors, finite = run_batches(opt, opt._functions.evaluate(), dataset)
+        point = opt._evaluation_point()  # the parameters, or e.g. their average
+        monitors, finite = run_batches(opt, opt._functions.evaluate(point), dataset)
     except BaseException:
         dataset.load_state_dict(before)
         raise
@@ -375,7 +413,7 @@ def _validate(opt, dataset, settings, display):
         raise _NonFinite(
             f"non-finite validation loss at iteration {run.iteration}: "
             f"{monitors_text(monitors)}")
-    improved = run.validated(monitors, opt._params, settings["min_improvement"])
+    improved = run.validated(monitors, point or opt._params, settings["min_improvement"])
     for schedule in opt._schedules.values():
         observe = getattr(schedule, "observe", None)
         if observe is not None:
@@ -433,6 +471,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         with display.compiling():
             step, names, guarded = _compile(opt, train, valid)
             SIGINT.check()  # a Ctrl-C during the compilation ends the call here
+        averaging.begin_run(opt, run)
         display.on_start(run, max_updates)
         watched = _watched(opt)  # what the finiteness check reads, once per run
         if run.fails > settings["patience"]:
@@ -507,7 +546,12 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         opt._functions.release()  # JAX mode: values back on the host as numpy arrays
         saved = None
         try:
-            if checkpoint is not None and failure is None:
+            if checkpoint is not None and failure is None and opt._run.drawn:
+                log.error("checkpoint %s not written: the run ended between drawing a batch "
+                          "and counting its step, so the state would not resume exactly (it "
+                          "would skip that batch); the last checkpoint written stays",
+                          checkpoint)
+            elif checkpoint is not None and failure is None:
                 # the state as it stands (after the last whole step), so that
                 # resuming continues exactly; the best parameters are in it too
                 if _save(opt, checkpoint, datasets):
@@ -530,10 +574,9 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
 
 
 def restore_best(opt):
-    """Put the best validated parameters back, if they are not in place."""
-    if opt._run.best_in_place():
-        return  # the parameters in place are the best ones
-    opt.set_params("best")
+    """Put the parameters that ``final_params`` chooses in place (by default the
+    best validated ones, if they are not in place); see :func:`downhill.averaging.finish`."""
+    averaging.finish(opt)
 
 
 def minimize(opt, *args, **kwargs):

@@ -17,3 +17,22 @@ if "jax" not in sys.modules:
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, whatever this process inherited.
+
+    A process started in the background by a non-interactive shell (``cmd &``
+    in a script, some CI runners) inherits SIGINT *ignored*, and Python then
+    leaves it ignored; downhill rightly keeps a disposition it did not set
+    (see :mod:`downhill.interrupts`), so a test that sends itself SIGINT to
+    check what Ctrl-C does must first put the default handler in place.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

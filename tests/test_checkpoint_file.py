@@ -436,3 +436,83 @@ def test_read_only_folder_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="cannot create files in the folder"):
         checkpoint.check_path(os.path.join(folder, "run.npz"))
     assert sorted(os.listdir(folder)) == before
+
+
+# ----------------------------------------------------------------------
+# paths that are not regular files: refused at once, before any read
+
+READER = r"""
+import importlib.util, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a runaway read ends here
+spec = importlib.util.spec_from_file_location("checkpoint_under_test", sys.argv[1])
+ckpt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ckpt)
+try:
+    ckpt.read(sys.argv[2])
+except ckpt.CheckpointError as error:
+    print("CheckpointError:", error)
+"""
+
+
+def endless(tmp_path, kind):
+    """A path to something that is not a regular file, and what it is."""
+    if kind == "dev-zero link":
+        path = tmp_path / "run.npz"
+        path.symlink_to("/dev/zero")
+        return path, "a character device (/dev/zero)"
+    if kind == "fifo":
+        path = tmp_path / "run.npz"
+        os.mkfifo(path)  # no writer: opening it for reading would block
+        return path, "a FIFO (named pipe)"
+    if kind == "directory":
+        return tmp_path, "a directory"
+    return "/dev/null", "a character device"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX files")
+@pytest.mark.parametrize("kind", ["dev-zero link", "fifo", "directory", "dev-null"])
+def test_a_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    path, what = endless(tmp_path, kind)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", READER, checkpoint.__file__, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CheckpointError:"), done.stdout + done.stderr[-2000:]
+    assert f"it is {what}" in done.stdout and "not a regular file" in done.stdout
+    assert time.monotonic() - start < 60
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX files")
+def test_loading_a_fifo_changes_nothing(tmp_path):
+    import pytensor
+    import downhill
+
+    w = pytensor.shared(np.arange(3.0), name="w")
+    opt = downhill.build("rmsprop", ((w - 1) ** 2).sum())
+    before = opt.state_dict()
+    path, _ = endless(tmp_path, "fifo")
+    # were the load to block on the FIFO, a writer would come after a few seconds,
+    # so that the test fails rather than hangs
+    import threading
+
+    stop = threading.Event()
+
+    def unblock():
+        while not stop.wait(0.1):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:  # no reader (yet)
+                pass
+
+    timer = threading.Timer(5, unblock)
+    timer.start()
+    try:
+        with pytest.raises(checkpoint.CheckpointError, match="FIFO"):
+            opt.load(path)
+    finally:
+        timer.cancel()
+        stop.set()
+    after = opt.state_dict()
+    assert after["counters"] == before["counters"]
+    np.testing.assert_array_equal(w.get_value(), np.arange(3.0))

@@ -654,6 +654,26 @@ def test_adam_without_beta1_decay_builds_the_same_graph():
     assert a._structure() != b._structure()
 
 
+def test_minimize_returns_the_validation_that_ended_the_run_and_the_loop_gives_0_4s():
+    # 0.4 returned the pair yielded with the last iteration, whose validation
+    # was made before it; downhill returns the one made as the run ends (here
+    # after iteration 7, with validate_every=3): the porting notes' loop gives 0.4's
+    def run():
+        x, y, w, loss, X, Y = regression()
+        opt = downhill.build("sgd", loss)
+        data = downhill.Dataset([X, Y], batch_size=16, rng=4)
+        return opt, data, dict(learning_rate=0.01, max_updates=7, validate_every=3)
+
+    opt, data, kw = run()
+    for train, valid in opt.iterate(data, **kw):
+        pass
+    final_validation = dict(opt._run.last_validation)
+    assert valid != final_validation
+    opt, data, kw = run()
+    got_train, got_valid = opt.minimize(data, **kw)
+    assert got_train == train and dict(got_valid) == final_validation
+
+
 # ----------------------------------------------------------------------
 # 7. the porting notes, and 0.4-style scripts
 
@@ -662,7 +682,13 @@ def test_porting_notes_list_the_differences():
     text = (ROOT / "README.rst").read_text()
     notes = text[text.index(".. porting-notes-start"):text.index(".. porting-notes-end")]
     for item in ["nesterov", "on_nonfinite", "DownhillWarning", "ValueError",
-                 "beta1_decay", "shuffle_samples", "weighted", "RandomState"]:
+                 "beta1_decay", "shuffle_samples", "weighted", "RandomState",
+                 # what real 0.4 clients met: each with its one-line change
+                 "grad(NAME) clipped", 'name.endswith(" clipped")',
+                 "validates once more (0.4 did", "for train, valid in opt.iterate(...): pass",
+                 "depth-first", "inputs=[x, y]",
+                 "``floatX``", "float(numpy.float32(0.01))", "``break``",
+                 "opt.set_params(last)", "first array's length", "Dataset([[1]])"]:
         assert item in notes, item
     guide = (ROOT / "docs" / "guide.rst").read_text()
     assert "Porting from Theano" in guide and "porting-notes-start" in guide  # included

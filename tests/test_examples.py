@@ -62,8 +62,17 @@ def test_digits_classifier(tmp_path):
     assert_png(out)
 
 
+def test_averaged_weights(tmp_path):
+    out = tmp_path / "averaged.png"
+    result = run_example("averaged-weights.py", "--max-updates", 2, "--output", out)
+    for label in ("the iterate", "EMA, half-life 100", "Polyak, second half"):
+        assert f"{label}: best validation loss" in result.output
+    assert_png(out)
+
+
 @pytest.mark.parametrize("name", ["rosenbrock-2d.py", "rosenbrock-100d.py",
-                                  "digits-sparse-factorization.py", "digits-classifier.py"])
+                                  "digits-sparse-factorization.py", "digits-classifier.py",
+                                  "averaged-weights.py"])
 def test_every_option_has_help(name):
     command = runpy.run_path(str(EXAMPLES / name))["main"]
     for param in command.params:
@@ -79,6 +88,7 @@ def test_every_option_has_help(name):
     ("rosenbrock-100d.py", ["--dims", "1"], "'--dims'"),
     ("rosenbrock-2d.py", ["--learning-rate", "-1"], "'--learning-rate'"),
     ("rosenbrock-2d.py", ["--momentum", "1"], "'--momentum'"),
+    ("averaged-weights.py", ["--halflife", "0"], "'--halflife'"),
 ])
 def test_bad_option_values_are_usage_errors(name, args, option):
     # a usage error naming the option before anything runs, not a traceback

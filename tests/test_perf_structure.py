@@ -135,17 +135,21 @@ def test_batches_reach_the_step_as_views_of_the_dataset_buffer(rng, source_dtype
 
 
 def test_untrusted_batches_keep_pytensor_checks(rng):
-    x, y, loss = regression()
+    # an input of fixed width: only PyTensor's own per-call check knows it
+    x = pt.tensor("x", dtype="float32", shape=(None, 3))
+    y = pt.vector("y", dtype="float32")
+    w = pytensor.shared(np.zeros(3, "float32"), name="w")
+    loss = ((x @ w - y) ** 2).mean()
     X = rng.normal(size=(16, 3)).astype("float32")
     Y = rng.normal(size=16).astype("float32")
 
-    def wrong():  # a callable giving a 1-d array for the matrix input
-        return [X[0], Y]
+    def wrong():  # a callable giving 4 columns where the input has 3
+        return [np.hstack([X, X[:, :1]]), Y]
 
     opt = downhill.build("rmsprop", loss)
     recorder = record_step(opt)
     data = downhill.Dataset(wrong, iteration_size=2)
-    with pytest.raises(TypeError, match="[Ww]rong number of dimensions"):
+    with pytest.raises(TypeError, match="shape"):
         next(opt.iterate(data, valid=downhill.Dataset([X, Y])))
     assert not data.trusted
     assert recorder.calls and not any(trusted for _, trusted in recorder.calls)

@@ -33,3 +33,21 @@ def test_readme_is_valid_restructuredtext():
     docutils.core.publish_doctree(
         text, settings_overrides={"halt_level": docutils.utils.Reporter.WARNING_LEVEL,
                                   "report_level": docutils.utils.Reporter.WARNING_LEVEL})
+
+
+def test_ci_runs_the_readmes_set_up_commands_as_written():
+    # .ci/run reads each command from the line after its comment in the README's
+    # first code block and runs it verbatim: the two cannot drift apart
+    text = (ROOT / "README.rst").read_text()
+    first = re.search(r"\.\. code-block:: bash\n\n((?:   .*\n|\n)+)", text).group(1)
+    lines = [line.strip() for line in first.splitlines() if line.strip()]
+    comments = [line[2:] for line in lines if line.startswith("# ")]
+    assert len(comments) == 2 and "demo" in comments[0] and "tests" in comments[1]
+    commands = [lines[lines.index("# " + c) + 1] for c in comments]
+    assert commands[1] == ("python3 -m venv .venv && .venv/bin/pip install -e '.[test]' "
+                           "&& .venv/bin/python -m pytest -q")
+    assert commands[0].endswith(".venv/bin/downhill demo")
+    ci = (ROOT / ".ci" / "run").read_text()
+    for comment in comments:
+        assert f'"{comment}"' in ci, comment
+    assert 'bash -c "$command"' in ci

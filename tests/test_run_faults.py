@@ -8,9 +8,12 @@ refused at the call (unusable checkpoint paths: test_checkpoint_path_call.py);
 ``downhill.minimize`` takes a seed for shuffling arrays.
 """
 
+import itertools
 import logging
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytensor
@@ -131,6 +134,7 @@ def resumable():
 SETTINGS = dict(momentum=0.5, validate_every=2, patience=100)
 
 
+@pytest.mark.usefixtures("default_sigint")
 @pytest.mark.parametrize("update", [1, 4, 7, 9, 23])
 def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     # SIGINT comes as update+1 begins (the schedule is evaluated before it):
@@ -164,6 +168,87 @@ def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     assert resumed["datasets"]["train"]["position"] == final["datasets"]["train"]["position"]
 
 
+def raising_at(update, error):
+    """A learning-rate schedule (the caller's code) that raises ``error`` the first
+    time it is asked for ``update``."""
+    raised = []
+
+    def schedule(n):
+        if n == update and not raised:
+            raised.append(n)
+            raise error
+        return 0.01 / (1 + n / 50)
+    return schedule
+
+
+def sgd_run(n=64):
+    loss, params, X, y = regression(n=n)
+    opt = downhill.build("sgd", loss, monitors={"w0": params[0][0]})
+    train = downhill.Dataset([X, y], batch_size=16, rng=7, name="train")  # 4 batches
+    valid = downhill.Dataset([X, y], batch_size=32, rng=8, name="valid")
+    return opt, params, train, valid
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ZeroDivisionError])
+@pytest.mark.parametrize("update", [4, 5, 13])
+def test_an_exception_from_a_schedule_leaves_a_checkpoint_that_resumes_bit_for_bit(
+        tmp_path, update, error):
+    # the schedule runs before a step: whatever it raises, the batch that
+    # step would have used must still be the next one after a resume
+    opt, params, train, valid = sgd_run()
+    straight = list(opt.iterate(train, valid, max_updates=6, learning_rate=raising_at(-1, None),
+                                **SETTINGS))
+    final = opt.state_dict(datasets={"train": train, "valid": valid})
+
+    path = tmp_path / "run.npz"
+    first, _, train1, valid1 = sgd_run()
+    part1 = []
+    expected = KeyboardInterrupt if error is KeyboardInterrupt else ValueError
+    try:
+        for pair in first.iterate(train1, valid1, max_updates=6, checkpoint=path,
+                                  learning_rate=raising_at(update, error), **SETTINGS):
+            part1.append(pair)
+    except expected:
+        assert error is not KeyboardInterrupt  # a KeyboardInterrupt ends the loop quietly
+    assert first._run.interrupted == (error is KeyboardInterrupt)
+    saved = checkpoint.read(path)[1]
+    assert saved["counters"]["updates"] == update
+
+    second, _, train2, valid2 = sgd_run()
+    part2 = list(second.iterate(train2, valid2, max_updates=6 - len(part1), checkpoint=path,
+                                resume=True, learning_rate=raising_at(-1, None), **SETTINGS))
+    assert part1 + part2 == straight
+    resumed = second.state_dict(datasets={"train": train2, "valid": valid2})
+    for table in ("params", "state"):
+        for name, value in final[table].items():
+            assert resumed[table][name].tobytes() == value.tobytes(), name
+    assert resumed["counters"] == final["counters"]
+
+
+def test_a_step_that_fails_after_its_batch_was_drawn_writes_no_checkpoint(tmp_path, caplog):
+    # the batch is gone from the data, its step not done: a checkpoint now
+    # would resume past it, so the last one written stays
+    loss, (w, b), X, y = regression()
+    calls = {"n": 0}
+
+    def batches():
+        calls["n"] += 1
+        if calls["n"] == 7:
+            return [X[:8, :2], y[:8]]   # the step refuses a matrix of 2 columns
+        return [X[:8], y[:8]]
+
+    opt = downhill.build("sgd", loss)
+    path = tmp_path / "run.npz"
+    with caplog.at_level(logging.ERROR, logger="downhill"), pytest.raises(ValueError):
+        opt.minimize(downhill.Dataset(batches, iteration_size=4), valid=[X, y],
+                     checkpoint=path, checkpoint_every=1, learning_rate=0.05,
+                     validate_every=1, patience=100)
+    saved = checkpoint.read(path)[1]
+    assert saved["counters"]["updates"] == 4 and saved["progress"]["batches"] == 0
+    assert any("not written" in r.getMessage() and "would skip that batch" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
     from downhill.schedules import StepDecay
 
@@ -182,6 +267,7 @@ def test_a_schedule_given_to_the_constructor_survives_a_resume(tmp_path):
     assert resumed.tobytes() == straight.tobytes()
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_sigint_in_a_callable_dataset_ends_the_loop_there(tmp_path):
     # a callable is the caller's code: the interrupt raises in it at once
     loss, (w, b), X, y = regression()
@@ -202,6 +288,7 @@ def test_a_sigint_in_a_callable_dataset_ends_the_loop_there(tmp_path):
     assert calls["n"] == 6
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_sigint_outside_the_library_raises_in_the_callers_code():
     # between two iterations of iterate() the caller's own code runs, unheld
     loss, (w, b), X, y = regression()
@@ -214,6 +301,37 @@ def test_a_sigint_outside_the_library_raises_in_the_callers_code():
             pytest.fail("the interrupt did not raise in the caller's loop")
     assert len(seen) == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_program_that_ignores_sigint_keeps_ignoring_it():
+    # e.g. a script's background job (`cmd &`), which inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        opt, params, train, valid = resumable()
+        opt.minimize(train, valid, max_updates=2, learning_rate=interrupting_at(3), **SETTINGS)
+        assert not opt._run.interrupted and opt._run.updates == 10
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_sigint_tests_pass_where_sigint_was_inherited_ignored():
+    # the README's test command run as a background job: these tests failed
+    # there, because they relied on the disposition the process inherited
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(here)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    # SIGINT ignored, then pytest exec'd: the disposition survives the exec
+    # (no preexec_fn, which would fork this multithreaded process)
+    ignore_then_exec = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                        "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+    done = subprocess.run(
+        [sys.executable, "-c", ignore_then_exec, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-k", "sigint_at_any_update and 23 or sigint_in_a_callable or sigint_outside",
+         os.path.join(here, "test_run_faults.py")],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 passed" in done.stdout
 
 
 # ----------------------------------------------------------------------
@@ -271,7 +389,11 @@ def test_a_bad_axis_is_refused():
 
 
 @pytest.mark.parametrize("batch,message", [
-    (lambda X, y: [X[:8], y[:7]], "different lengths"),
+    (lambda X, y: [X[:8, 0], y[:8]], r"batch input 0 has 1 dimension\(s\) \(shape \(8,\)\), "
+                                     r"but input 0 \(x\) of the loss is 2-d"),
+    (lambda X, y: [X[:8], 1.5], r"the callable returned 1.5 \(type float\) as input 1, which "
+                                r"is not an array: .*numpy.asarray\(1.5\)"),
+    (lambda X, y: [X[:8], "y"], r"returned 'y' \(type str\) as input 1, which is not"),
     (lambda X, y: [X[:0], y[:0]], "the batch is empty"),
     (lambda X, y: [X[:8] + 1j, y[:8]], "dtype complex128, which cannot become float64"),
 ])
@@ -335,3 +457,45 @@ def test_minimize_with_a_seed_equals_a_dataset_with_that_seed():
     assert w.get_value().tobytes() == seeded.tobytes()
     with pytest.raises(ValueError, match="rng must be"):
         downhill.minimize(loss, [X, y], rng="x")
+
+
+def test_a_callables_batch_may_hold_arrays_of_different_lengths():
+    # the loss decides what fits; the monitors weigh each batch by its first array
+    x, idx = pt.matrix("x"), pt.ivector("idx")
+    w = pytensor.shared(np.ones(3), name="w")
+    loss = ((x @ w)[idx] ** 2).mean()
+    r = np.random.default_rng(1)
+    blocks = [(r.normal(size=(96, 3)), r.integers(96, size=20).astype("int32")),
+              (r.normal(size=(50, 3)), r.integers(50, size=10).astype("int32"))]
+    calls = itertools.count()
+
+    def batch():
+        X, i = blocks[next(calls) % 2]
+        return [i, X]   # given in the inputs' order below: idx first
+
+    opt = downhill.build("sgd", loss, inputs=[idx, x])
+    got = opt.evaluate(downhill.Dataset(batch, iteration_size=2))["loss"]
+    each = [float(((X @ np.ones(3))[i] ** 2).mean()) for X, i in blocks]
+    assert got == pytest.approx((20 * each[0] + 10 * each[1]) / 30, rel=1e-12)
+    opt.minimize(batch, valid=batch, max_updates=3, learning_rate=0.01)
+
+
+@pytest.mark.parametrize("batches,message", [
+    ([[1]], r"batch 0 holds 1 \(type int\) as input 0, which is not an array: .*"
+            r"numpy.asarray\(1\)"),
+    ([[np.zeros(3)], [np.zeros(3), None]], r"batch 1 holds None \(type NoneType\) as input 1"),
+    ([[np.zeros(3), {"a": 1}]], r"batch 0 holds \{'a': 1\} \(type dict\) as input 1"),
+])
+def test_a_list_of_batches_holding_a_non_array_is_refused_when_made(batches, message):
+    # downhill 0.4 refused Dataset([[1]]) (its test_bad_input_type)
+    with pytest.raises(ValueError, match=message):
+        downhill.Dataset(batches)
+
+
+def test_a_list_of_batches_that_does_not_fit_the_inputs_is_refused_before_training():
+    loss, (w, b), X, y = regression()
+    opt = downhill.build("sgd", loss)
+    batches = [[X[:8], y[:8]], [X[8:16], y[8:16]], [X[16:24, 0], y[16:24]]]
+    with pytest.raises(ValueError, match=r"batch input 0 has 1 dimension"):
+        opt.minimize(batches, valid=[X, y], max_updates=1, learning_rate=0.01)
+    np.testing.assert_array_equal(w.get_value(), np.zeros(3))   # nothing trained
