@@ -11,8 +11,8 @@ import numpy as np
 
 from . import checkpoint, schedules
 from .algorithms import (ADADELTA, ADAGRAD, ESGD, LAMB, LARS, NAG, SGD, AdaBelief, Adafactor,
-                         AdagradWindow, Adam, Adamax, AMSGrad, Lion, NAdam, RAdam, RMSProp,
-                         RProp, Yogi)
+                         AdagradWindow, Adam, Adamax, AMSGrad, Lion, Lookahead, NAdam, RAdam,
+                         RMSProp, RProp, ScheduleFreeAdamW, ScheduleFreeSGD, Yogi)
 from .base import Optimizer
 from .dataset import Dataset
 from .functional import updates
@@ -23,8 +23,9 @@ __version__ = "0.5.0"
 
 __all__ = [
     "ADADELTA", "ADAGRAD", "ALGORITHMS", "AMSGrad", "AdaBelief", "Adafactor", "AdagradWindow",
-    "Adam", "Adamax", "Dataset", "DownhillWarning", "ESGD", "LAMB", "LARS", "Lion", "NAG",
-    "NAdam", "Optimizer", "RAdam", "RMSProp", "RProp", "SGD", "Yogi",
+    "Adam", "Adamax", "Dataset", "DownhillWarning", "ESGD", "LAMB", "LARS", "Lion", "Lookahead",
+    "NAG", "NAdam", "Optimizer", "RAdam", "RMSProp", "RProp", "SGD", "ScheduleFreeAdamW",
+    "ScheduleFreeSGD", "Yogi",
     "build", "checkpoint", "minimize", "register", "schedules", "updates", "__version__",
 ]
 

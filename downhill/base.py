@@ -253,6 +253,8 @@ class Optimizer(legacy.Compat):
             if decay:
                 new = new - (self._hyper("learning_rate", param)
                              * self._hyper("weight_decay", param) * param)
+            new, after = self._after_step(param, new)
+            updates.extend(after)
             updates.append((param, new))
             steps.append((param, new))
         updates.extend(averaging.updates(self, steps))
@@ -260,6 +262,22 @@ class Optimizer(legacy.Compat):
             updates = nonfinite.guard(updates, self._finite_check())
         updates.extend(averaging.clock_updates(self))
         return updates, clipped
+
+    def _after_step(self, param, new):
+        """The parameter's value after the step; a hook, ``new`` by default.
+
+        Called with the value the step, momentum and weight decay make. A
+        rule that makes the whole new value itself returns its own
+        (Schedule-Free); a wrapper transforms it (Lookahead's synchronisation).
+
+        Returns
+        -------
+        new : pytensor expression
+            The parameter's new value.
+        state : list of (SharedVariable, expression)
+            New values of state variables the hook keeps.
+        """
+        return new, []
 
     def _evaluation_point(self):
         """The variables validation and the best parameters read; a hook.

@@ -388,6 +388,10 @@ SUGGESTED = {
         "lars": dict(learning_rate=30.0),
         "lamb": dict(learning_rate=0.03),
         "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=6e-3, interpolation=0.95,
+                                  max_gradient_norm=100.0),
+        "schedule_free_adamw": dict(learning_rate=0.1, interpolation=0.98, beta2_halflife=300.0),
+        "lookahead": dict(inner="adam", learning_rate=0.05, slow_step_size=0.8),
     },
     "factorization": {
         "sgd": dict(learning_rate=1.0),
@@ -409,6 +413,9 @@ SUGGESTED = {
         "lars": dict(learning_rate=1.0),
         "lamb": dict(learning_rate=0.01),
         "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=10.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
     "digits": {
         "sgd": dict(learning_rate=0.1, momentum=0.9),
@@ -430,6 +437,9 @@ SUGGESTED = {
         "lars": dict(learning_rate=1.0),
         "lamb": dict(learning_rate=0.01),
         "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=3.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
     "sparse-digits": {
         "sgd": dict(learning_rate=3.0, momentum=0.9),
@@ -451,6 +461,9 @@ SUGGESTED = {
         "lars": dict(learning_rate=10.0),
         "lamb": dict(learning_rate=0.03),
         "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=100.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
 }
 
@@ -634,8 +647,9 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     step = dict(problem.suggested(algo), **hyperparameters)
     settings.update(step)
 
+    # a wrapper's inner rule (Lookahead's) is chosen when the optimizer is built
     opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors,
-                mode=mode)
+                mode=mode, **{k: settings[k] for k in ("inner",) if k in settings})
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)

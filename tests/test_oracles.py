@@ -426,3 +426,132 @@ def test_optax_adafactor_alias_and_its_momentum():
     theirs = run_optax(optax.adafactor(LR, min_dim_size_to_factor=1), grads, init)
     worst = compare(ours, theirs, rtol=1e-5, atol=1e-8)
     assert worst > 1e-12   # the float32 schedule shows: the test sees optax's own rounding
+
+
+# ----------------------------------------------------------------------
+# Schedule-Free and Lookahead: optax's wrappers, with their own runners (the
+# evaluation point, x or the slow weights, is compared too)
+
+
+def _run_optax_with(tx, grads, init, params_of, point_of):
+    """Parameters and the evaluation point after every step of optax's ``tx``."""
+    import jax
+    import optax
+
+    with jax.enable_x64(init[0].dtype == np.float64):
+        params = params_of([np.asarray(x) for x in init])
+        state = tx.init(params)
+
+        @jax.jit
+        def step(params, state, gs):
+            updates, state = tx.update(gs, state, params)
+            return optax.apply_updates(params, updates), state
+
+        trajectory, points = [], []
+        for gs in grads:
+            params, state = step(params, state, gs)
+            fast, point = point_of(params, state)
+            trajectory.append([np.asarray(p) for p in fast])
+            points.append([np.asarray(p) for p in point])
+    return trajectory, points
+
+
+def _points(opt, suffix, grads, init, algo, hyper):
+    """Our parameters and evaluation point after every step."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    params = [pytensor.shared(x.copy(), name=f"p{i}") for i, x in enumerate(init)]
+    inputs = [pt.tensor(f"g{i}", dtype=x.dtype, shape=x.shape) for i, x in enumerate(init)]
+    opt = downhill.build(algo, None, params=params, grads=inputs, **opt)
+    step = pytensor.function(inputs, [], updates=opt.get_updates(**hyper))
+    trajectory, points = [], []
+    for gs in grads:
+        step(*gs)
+        trajectory.append([p.get_value() for p in params])
+        points.append([p.get_value() for p in opt._evaluation_point()])
+    assert opt._evaluation_point()[0].name == "p0" + suffix
+    return trajectory, points
+
+
+SF_VARIANTS = ["plain", "decay", "clip", "global-norm"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", SF_VARIANTS)
+@pytest.mark.parametrize("algo", ["schedule_free_sgd", "schedule_free_adamw"])
+def test_schedule_free_against_optax(algo, variant, dtype):
+    # optax keeps z and recomputes x = (y - (1 - b1) z) / b1; our x is a state.
+    # With a constant learning rate the two agree; optax's warmup_steps weigh
+    # the average by the next step's rate (see the docstrings)
+    import optax
+    from optax.contrib import schedule_free, schedule_free_eval_params
+
+    lr, b1, d = 0.05, 0.8, 0.1
+    hyper = dict(learning_rate=lr, interpolation=b1, weight_lr_power=1.5)
+    parts = []
+    if variant == "clip":
+        hyper["max_gradient_elem"] = 1.5
+        parts.append(optax.clip(1.5))
+    if variant == "global-norm":
+        hyper["max_gradient_global_norm"] = 4.0
+        parts.append(optax.clip_by_global_norm(4.0))
+    if algo == "schedule_free_sgd":
+        parts += [optax.add_decayed_weights(d)] if variant == "decay" else []
+        parts.append(optax.sgd(lr))
+    else:
+        hyper.update(beta2_halflife=H, rms_regularizer=EPS, corrected_lr=False)
+        parts += [optax.scale_by_rms(decay=G, eps=EPS, eps_in_sqrt=False, bias_correction=True)]
+        parts += [optax.add_decayed_weights(d)] if variant == "decay" else []
+        parts.append(optax.scale_by_learning_rate(lr))
+    if variant == "decay":
+        hyper["weight_decay"] = d
+    tx = schedule_free(optax.chain(*parts), lr, b1=b1, weight_lr_power=1.5)
+    grads, init = gradients(dtype), initial(dtype)
+    ours, our_x = _points({}, "_x", grads, init, algo, hyper)
+    theirs, their_x = _run_optax_with(tx, grads, init, lambda ps: ps,
+                                      lambda ps, state: (ps, schedule_free_eval_params(state, ps)))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(atol=1e-5)
+    compare(ours, theirs, **tol)
+    compare(our_x, their_x, **tol)
+    assert min(np.abs(our_x[-1][i] - init[i]).max() for i in range(2)) > 0.05
+    if variant == "plain":  # optax's aliases
+        alias = (optax.contrib.schedule_free_sgd(lr, b1=b1, weight_lr_power=1.5)
+                 if algo == "schedule_free_sgd" else
+                 optax.contrib.schedule_free_adamw(lr, b1=b1, b2=G, eps=EPS,
+                                                   weight_lr_power=1.5))
+        compare(ours, run_optax(alias, grads, init), **tol)
+
+
+LOOKAHEAD_FAST = {
+    "sgd-nesterov": (dict(inner="sgd"), dict(learning_rate=LR, momentum=MU, nesterov=True),
+                     lambda: _optax().sgd(LR, momentum=MU, nesterov=True)),
+    "adam-decay-clip": (
+        dict(inner="adam"),
+        dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+             weight_decay=WD, max_gradient_elem=1.5),
+        lambda: _optax().chain(_optax().clip(1.5), _optax().adam(LR, b1=B1, b2=B2, eps=EPS),
+                               _optax().add_decayed_weights(-LR * WD))),
+    "rmsprop": (dict(inner="rmsprop"),
+                dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS, centered=False),
+                lambda: _optax().rmsprop(LR, decay=G, eps=EPS)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("fast", sorted(LOOKAHEAD_FAST))
+def test_lookahead_against_optax(fast, dtype):
+    import optax
+
+    build, hyper, make = LOOKAHEAD_FAST[fast]
+    tx = optax.lookahead(make(), sync_period=3, slow_step_size=0.4)
+    grads, init = gradients(dtype), initial(dtype)
+    ours, our_slow = _points(build, "_slow", grads, init, "lookahead",
+                             dict(hyper, sync_period=3, slow_step_size=0.4))
+    theirs, their_slow = _run_optax_with(
+        tx, grads, init, optax.LookaheadParams.init_synced,
+        lambda ps, state: (ps.fast, ps.slow))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(atol=1e-5)
+    compare(ours, theirs, **tol)
+    compare(our_slow, their_slow, **tol)
+    assert not np.allclose(our_slow[-2][0], ours[-2][0])   # mid-cycle: they differ

@@ -108,7 +108,8 @@ def test_run_with_another_algorithm_uses_its_suggestions():
 #: The rules added by issue 20; each must train every example problem about
 #: as far as RMSProp does with the suggested settings.
 NEW_RULES = ["adabelief", "adagrad_window", "adamax", "amsgrad", "nadam", "radam", "yogi",
-             "lion", "lars", "lamb", "adafactor"]
+             "lion", "lars", "lamb", "adafactor", "schedule_free_sgd", "schedule_free_adamw",
+             "lookahead"]
 
 #: Where a rule's fixed-size steps (a sign, a trust ratio) stall above twice
 #: RMSProp's loss with any constant learning rate, its docstring says so and

@@ -39,8 +39,10 @@ from .adaptive import ADADELTA, ADAGRAD, AdagradWindow, RMSProp, RProp
 from .curvature import ESGD
 from .layerwise import LAMB, LARS
 from .momentum import NAG, SGD, Lion
+from .schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from .second_moment import AdaBelief, Adafactor, Yogi
+from .wrappers import Lookahead
 
 __all__ = ["SGD", "NAG", "RMSProp", "RProp", "ADAGRAD", "ADADELTA", "AdagradWindow", "Adam",
            "AMSGrad", "Adamax", "NAdam", "RAdam", "AdaBelief", "Yogi", "Adafactor", "Lion",
-           "LARS", "LAMB", "ESGD"]
+           "LARS", "LAMB", "ScheduleFreeSGD", "ScheduleFreeAdamW", "ESGD", "Lookahead"]

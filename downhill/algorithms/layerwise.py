@@ -140,9 +140,9 @@ class LARS(Optimizer):
         TRUST_DECAY,
         Hyper("trust_regularizer", 0.0, "epsilon added to the trust ratio's denominator",
               low=0, shared="trust_epsilon"),
-        Hyper("trust_norm", "sum_of_norms", "the denominator: |g| + beta |p| (the paper) or "
-              "|g + beta p| (optax)", kind=str, choices=("sum_of_norms", "norm_of_sum"),
-              structural=True),
+        Hyper("trust_norm", "sum_of_norms", "the denominator: norm(g) + beta norm(p) (the "
+              "paper) or norm(g + beta p) (optax)", kind=str,
+              choices=("sum_of_norms", "norm_of_sum"), structural=True),
     )
 
     def _step(self, param, grad):
