@@ -22,6 +22,7 @@ FIGURES = {
     "digits-classifier.png": ("digits-classifier.py", ["--hidden", "32", "--output"]),
     "schedules.png": ("schedules.py", ["--output"]),
     "averaged-weights.png": ("averaged-weights.py", ["--output"]),
+    "gradient-accumulation.png": ("gradient-accumulation.py", ["--output"]),
 }
 
 

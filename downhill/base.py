@@ -12,8 +12,8 @@ checkpoint methods delegate to :mod:`downhill.training` and
 import numpy as np
 import pytensor
 
-from . import (averaging, clipping, compat, compiled, hyperparams, legacy, nonfinite, training,
-               util, validation)
+from . import (accumulate, averaging, clipping, compat, compiled, hyperparams, legacy,
+               nonfinite, training, util, validation)
 from . import state as checkpoint_state
 from .runstate import RunState
 from .util import log
@@ -89,10 +89,10 @@ class Optimizer(legacy.Compat):
     """
 
     #: Hyperparameters common to every algorithm (see
-    #: :data:`downhill.hyperparams.COMMON`, then :data:`downhill.averaging.HYPERS`).
-    #: Subclasses add theirs in a ``HYPERS`` tuple of their own;
-    #: :meth:`hyperparameters` merges them.
-    HYPERS = hyperparams.COMMON + averaging.HYPERS
+    #: :data:`downhill.hyperparams.COMMON`, then :data:`downhill.averaging.HYPERS`
+    #: and :data:`downhill.accumulate.HYPERS`). Subclasses add theirs in a
+    #: ``HYPERS`` tuple of their own; :meth:`hyperparameters` merges them.
+    HYPERS = hyperparams.COMMON + averaging.HYPERS + accumulate.HYPERS
 
     def __init__(self, loss=None, params=None, inputs=None, updates=(), monitors=(),
                  monitor_gradients=False, mode=None, grads=None, **hyperparameters):
@@ -231,13 +231,15 @@ class Optimizer(legacy.Compat):
         """
         return []
 
-    def _build_updates(self):
-        """Update pairs of one step, and the clipped gradients they used."""
+    def _build_updates(self, grads=None):
+        """Update pairs of one step from ``grads`` (default: the loss's gradients,
+        else e.g. accumulated ones), and the clipped gradients they used."""
+        grads = self._grads if grads is None else grads
         updates = list(self._global_updates())
         momentum = self._values["momentum"] != 0
         nesterov = momentum and self._values["nesterov"]
         decay = self._values["weight_decay"] != 0
-        clipped = clipping.clip_gradients(self._grads, self._values, self._shared, self._dtype)
+        clipped = clipping.clip_gradients(grads, self._values, self._shared, self._dtype)
         steps = []
         for param, grad in zip(self._params, clipped):
             delta, state = self._step(param, grad)
@@ -259,7 +261,7 @@ class Optimizer(legacy.Compat):
             steps.append((param, new))
         updates.extend(averaging.updates(self, steps))
         if self._values["on_nonfinite"] == "skip":
-            updates = nonfinite.guard(updates, self._finite_check())
+            updates = nonfinite.guard(updates, self._finite_check(grads))
         updates.extend(averaging.clock_updates(self))
         return updates, clipped
 
@@ -292,9 +294,15 @@ class Optimizer(legacy.Compat):
         """
         return averaging.evaluation_point(self)
 
-    def _finite_check(self):
+    def _linear_term(self, param, name, make):
+        """A per-batch quantity linear in the loss besides the gradient (ESGD's
+        Hessian-vector product), ``make(grad)`` from the parameter's unclipped
+        gradient; accumulated like gradients (:func:`downhill.accumulate.term`)."""
+        return accumulate.term(self, param, name, make)
+
+    def _finite_check(self, grads=None):
         """A boolean scalar: the loss and every gradient are finite."""
-        return nonfinite.finite_check(self._grads, self._loss)
+        return nonfinite.finite_check(self._grads if grads is None else grads, self._loss)
 
     def _graph(self):
         """The update pairs and clipped gradients of the current structure, built once."""
@@ -308,7 +316,7 @@ class Optimizer(legacy.Compat):
 
     def _used_state(self):
         """Names and variables of the state used by the current structure's graph."""
-        return self._variables.used(self._updates())
+        return self._variables.used(self._updates() + accumulate.extra_updates(self))
 
     def get_updates(self, **hyperparameters):
         """Update expressions for one optimization step.

@@ -165,6 +165,60 @@ class Functions:
             self._evals[key] = fn
         return self._evals[key]
 
+    def make(self, outputs, updates, name):
+        """Compile a function of the inputs (a batch) that the loop calls like
+        the step, e.g. the micro-batch function of :mod:`downhill.accumulate`.
+
+        Parameters
+        ----------
+        outputs : list of expressions
+            Its outputs.
+        updates : list of (SharedVariable, expression)
+            Its updates.
+        name : str
+            Its name.
+
+        Returns
+        -------
+        pytensor Function
+            Compiled in the optimizer's mode; :meth:`in_graph` and
+            :meth:`feed` take it.
+        """
+        fn = self._compile(self._opt._inputs, outputs, updates, name)
+        self._recipes[id(fn)] = (fn, outputs, updates, name)
+        return fn
+
+    def also(self, fn, dataset):
+        """``fn`` ready for a pass over ``dataset`` that calls it beside the
+        function :meth:`feed` prepares (the same inputs, the same batches).
+
+        Parameters
+        ----------
+        fn : pytensor Function
+            A function made by :meth:`make`, :meth:`step` or :meth:`evaluate`.
+        dataset : Dataset
+            The pass's dataset.
+
+        Returns
+        -------
+        pytensor Function
+            ``fn`` or its in-graph twin, its input checks set as
+            :meth:`feed` sets them, and in JAX mode its shared values on the
+            device(s).
+        """
+        in_graph = getattr(dataset, "in_graph", False)
+        if not jaxmode.is_jax(self._opt._mode):
+            if in_graph:
+                return self.in_graph(fn)
+            fn.trust_input = getattr(dataset, "trusted", False)
+            return fn
+        runtime, buffers = self.runtime, ()
+        if in_graph and not runtime.sharded:
+            fn = self.in_graph(fn)
+            buffers = [b.container.storage for b in self.data_variables()[0]]
+        runtime.prepare(fn, skip=buffers)
+        return fn
+
     def data_variables(self):
         """Shared variables holding the current dataset's arrays, one per input,
         and the shared batch size; made on first use."""

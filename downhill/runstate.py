@@ -72,6 +72,10 @@ class RunState:
     drawn : bool
         Whether a training batch has been drawn whose step is not counted
         yet (not saved): a checkpoint written then would not resume exactly.
+    micro : int
+        With gradient accumulation: micro-batches of the current step done
+        (their gradients summed in the optimizer's state); a step's cycle
+        may span iterations and calls.
     """
 
     iteration: int = 0
@@ -90,6 +94,7 @@ class RunState:
     skips: int = 0
     interrupted: bool = False
     drawn: bool = False
+    micro: int = 0
 
     def new_run(self, params):
         """A state for a new run: the counters continue, early stopping starts over.
@@ -106,7 +111,7 @@ class RunState:
         return RunState(iteration=self.iteration, updates=self.updates,
                         run_start=self.iteration, best_iteration=self.iteration,
                         best_params=[p.get_value() for p in params],
-                        last_validation=self.last_validation)
+                        last_validation=self.last_validation, micro=self.micro)
 
     def validated(self, monitors, params, min_improvement):
         """Record a validation; return whether it improved on the best.
@@ -162,7 +167,8 @@ class RunState:
             ``iteration``, ``updates``, ``run_start``.
         progress : dict
             The unfinished iteration: ``batches``, ``sums``, ``weight``,
-            and ``skips`` (non-finite steps skipped in a row).
+            ``skips`` (non-finite steps skipped in a row) and ``micro``
+            (the unfinished step's micro-batches, with gradient accumulation).
         early_stopping : dict
             ``best_loss``, ``best_iteration``, ``fails``, ``best_params``
             (arrays by name), ``fresh_validation``, ``last_validation``.
@@ -171,7 +177,7 @@ class RunState:
                     "run_start": self.run_start}
         progress = {"batches": self.batches,
                     "sums": None if self.sums is None else list(self.sums),
-                    "weight": self.weight, "skips": self.skips}
+                    "weight": self.weight, "skips": self.skips, "micro": self.micro}
         stopping = {
             "best_loss": self.best_loss, "best_iteration": self.best_iteration,
             "fails": self.fails,
@@ -246,12 +252,14 @@ class RunState:
                     f"numbers by monitor name, got {last!r}")
             last = collections.OrderedDict((k, float(v)) for k, v in last.items())
         batches, sums, weight, skips = _progress(progress)
+        micro = _int("progress", "micro", progress.get("micro", 0))
         best = stopping.get("best_params")
         return cls(iteration=iteration, updates=updates, run_start=run_start,
                    best_loss=float(best_loss), best_iteration=best_iteration,
                    best_params=[np.array(best[k], copy=True) for k in keys],
                    fails=fails, fresh_validation=bool(fresh), last_validation=last,
-                   resumed=True, batches=batches, sums=sums, weight=weight, skips=skips)
+                   resumed=True, batches=batches, sums=sums, weight=weight, skips=skips,
+                   micro=micro)
 
 
 def _real(value):

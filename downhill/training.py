@@ -17,7 +17,7 @@ import logging
 import math
 import os
 
-from . import averaging, compiled, nonfinite, progress, state, validation
+from . import accumulate, averaging, compiled, nonfinite, progress, state, validation
 from .checkpoint import check_path
 from .dataset import Dataset
 from .interrupts import SIGINT
@@ -109,7 +109,7 @@ def _unheld(batches):
         yield batch
 
 
-def _training_batches(settings, run, batches, count, schedules):
+def _training_batches(settings, run, batches, count, schedules, cycle=None):
     """The batches of a training pass, with the schedules applied and each
     batch marked as drawn (``RunState.drawn``) until its step is counted.
 
@@ -121,20 +121,22 @@ def _training_batches(settings, run, batches, count, schedules):
     iterator, whose position no checkpoint holds) draws first, so that no
     schedule is asked for an update that never comes. Anything that ends the
     pass between a draw and its step's bookkeeping leaves ``drawn`` set, and
-    the loop then writes no checkpoint (it would skip that batch).
+    the loop then writes no checkpoint (it would skip that batch). With
+    gradient accumulation (``cycle``) the schedules are applied before a
+    step's first micro-batch only.
     """
     before = schedules and count is not None
     after = schedules and count is None
     iterator = iter(batches)
     for _ in itertools.repeat(None) if count is None else range(count):
-        if before:
+        if before and (cycle is None or cycle.starting):
             settings.apply_schedules(run.updates)
         try:
             item = next(iterator)
         except StopIteration:
             return
         run.drawn = True
-        if after:
+        if after and (cycle is None or cycle.starting):
             settings.apply_schedules(run.updates)
         yield item
 
@@ -146,8 +148,9 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
     ----------
     opt : Optimizer
         The optimizer (its schedules, run state and compiled functions).
-    fn : pytensor Function
-        A step or evaluation function.
+    fn : pytensor Function or Cycle
+        A step or evaluation function, or the
+        :class:`~downhill.accumulate.Cycle` of a step made of micro-batches.
     dataset : Dataset
         The batches, conformed to the inputs.
     names : list of str, optional
@@ -196,7 +199,12 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
                 and not getattr(dataset, "internal", False))
     source = _unheld(dataset) if external else dataset  # the caller's code
     # the function to call and its batches: in-graph, as given, or (JAX) on the device
-    fn, batches = opt._functions.feed(fn, dataset, map(dataset.as_arguments, source))
+    cycle = fn if isinstance(fn, accumulate.Cycle) else None
+    arguments = map(dataset.as_arguments, source)
+    if cycle is None:
+        fn, batches = opt._functions.feed(fn, dataset, arguments)
+    else:  # gradient accumulation: a micro-batch function and the step take turns
+        fn, batches = cycle.feed(opt._functions, dataset, arguments)
     if train:
         if run.sums is not None and len(run.sums) != len(names):
             log.warning("the saved iteration's sums do not fit the monitors; they restart")
@@ -206,21 +214,24 @@ def run_batches(opt, fn, dataset, names=None, guarded=False, train=False, max_sk
             left = max(left - run.batches, 0)
         if run.batches:  # a resumed iteration: its remaining batches
             batches = itertools.islice(batches, left)
-        batches = _training_batches(opt._settings, run, batches, left, schedules)
+        batches = _training_batches(opt._settings, run, batches, left, schedules, cycle)
         sums, total = run.sums, run.weight
     else:
         sums, total = None, 0
     for batch, weight in batches:
         values = fn(*batch)
         if train:
-            run.updates += 1
+            if cycle is None or cycle.stepped:  # a micro-batch is not an update
+                run.updates += 1
             run.batches += 1
             run.drawn = False
         finite = True
         if guarded:
             finite = bool(values[-1])
             values = values[:-1]
-            if finite:
+            if cycle is not None and not cycle.stepped:
+                pass  # a micro-batch: its cycle's step counts, skipped or not
+            elif finite:
                 run.skips = 0
             else:
                 run.skips += 1
@@ -364,6 +375,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     values = dict(opt._defaults, **given)
     state.check_schedule_states(_schedules(opt, values), opt._settings.schedule_states)
     settings = opt._configure(hyperparameters)
+    accumulate.settle(opt)
     if mode is not None:
         opt._mode = mode
     opt._functions.use_devices(devices)
@@ -384,11 +396,17 @@ def _schedules(opt, values):
 def _compile(opt, train, valid):
     """Compile every function the loop will call, machine code included,
     so that the display shows it as the compile phase."""
-    step, names, guarded = opt._functions.step()
+    if opt._values["accumulate"] > 1:  # a step of micro-batches: two functions
+        step = accumulate.Cycle(opt, train)
+        names, guarded, steps = step.names, step.guarded, step.functions
+    else:
+        step, names, guarded = opt._functions.step()
+        steps = [step]
     evaluate = opt._functions.evaluate(opt._evaluation_point())
-    called = [opt._functions.in_graph(step) if getattr(train, "in_graph", False) else step,
-              opt._functions.in_graph(evaluate) if getattr(valid, "in_graph", False)
-              else evaluate]
+    called = [opt._functions.in_graph(fn) if getattr(train, "in_graph", False) else fn
+              for fn in steps]
+    called.append(opt._functions.in_graph(evaluate) if getattr(valid, "in_graph", False)
+                  else evaluate)
     for fn in called:
         compiled.jit_now(fn)  # found at once when made before
     return step, names, guarded

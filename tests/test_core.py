@@ -338,7 +338,7 @@ def test_common_defaults_are_the_documented_ones():
         "patience": 5, "validate_every": 10, "min_improvement": 0.0,
         "on_nonfinite": "raise", "max_skips": 10,
         "average": "none", "average_halflife": 100.0, "average_start": 0,
-        "validate_on": "params", "final_params": "best",
+        "validate_on": "params", "final_params": "best", "accumulate": 1,
     }
     w = pytensor.shared(np.ones(2), name="w")
     opt = downhill.SGD((w ** 2).sum())

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_guide_python_blocks_run(tmp_path):
     text = (ROOT / "docs" / "guide.rst").read_text()
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
-    assert len(blocks) == 9
+    assert len(blocks) == 10
     namespace = {"checkpoint_file": str(tmp_path / "run.npz")}
     for block in blocks:
         code = "\n".join(line[3:] for line in block.splitlines())

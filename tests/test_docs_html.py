@@ -137,4 +137,4 @@ def test_figures_link_to_their_full_size_files(site):
             target = _local_file(page, href)
             assert target is not None and target.is_file(), f"{name}: {src} links to {href}"
             assert target.name == pathlib.Path(src).name
-    assert len(images) == 8
+    assert len(images) == 10

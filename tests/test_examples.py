@@ -70,9 +70,23 @@ def test_averaged_weights(tmp_path):
     assert_png(out)
 
 
+def test_gradient_accumulation(tmp_path):
+    out = tmp_path / "accumulation.png"
+    result = run_example("gradient-accumulation.py", "--max-updates", 2, "--output", out)
+    lines = dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
+    # batches of 64 and 4 accumulated micro-batches of 16: the same steps
+    assert lines["batches of 64"] == lines["4 x 16 accumulated"]
+    assert lines["batches of 64"].startswith("44 steps")
+    assert lines["batches of 16"].startswith("176 steps")
+    difference = float(lines["largest difference of a weight, batches of 64 against "
+                             "accumulated"])
+    assert difference < 1e-5   # float32 rounding
+    assert_png(out)
+
+
 @pytest.mark.parametrize("name", ["rosenbrock-2d.py", "rosenbrock-100d.py",
                                   "digits-sparse-factorization.py", "digits-classifier.py",
-                                  "averaged-weights.py"])
+                                  "averaged-weights.py", "gradient-accumulation.py"])
 def test_every_option_has_help(name):
     command = runpy.run_path(str(EXAMPLES / name))["main"]
     for param in command.params:
@@ -89,6 +103,7 @@ def test_every_option_has_help(name):
     ("rosenbrock-2d.py", ["--learning-rate", "-1"], "'--learning-rate'"),
     ("rosenbrock-2d.py", ["--momentum", "1"], "'--momentum'"),
     ("averaged-weights.py", ["--halflife", "0"], "'--halflife'"),
+    ("gradient-accumulation.py", ["--accumulate", "1"], "'--accumulate'"),
 ])
 def test_bad_option_values_are_usage_errors(name, args, option):
     # a usage error naming the option before anything runs, not a traceback

@@ -82,6 +82,12 @@ class ESGD(Optimizer):
     count. With a Hessian of zero (a loss linear in the parameter)
     :math:`D = 0` and the step is :math:`\alpha g / \epsilon`.
 
+    With gradient accumulation (``accumulate=k``) one vector :math:`v` is
+    drawn per step, and each micro-batch's :math:`Hv` with it is averaged
+    with the gradients' weights: the product of the whole step's batch, as
+    one batch of all the samples would give it (see
+    :mod:`downhill.accumulate`).
+
     The average starts at zero and is not bias-corrected, so the first
     steps are larger, by up to :math:`1 / \sqrt{1 - \gamma}` (about 4.5 with
     the default half-life), and a draw with small :math:`|Hv|` makes one
@@ -139,18 +145,18 @@ class ESGD(Optimizer):
         return values
 
     def _step(self, param, grad):
-        index = self._variables.index(param)
         rng = self._variables.generator(
             param, lambda i: self._generator(self._values["seed"], i))
         rng_new, v = normal_with_next_rng(rng, param.shape, param.dtype)
-        raw = self._grads[index]
         method = self._values["hv_method"]
-        if method == "rop":
-            hv = pushforward(raw, param, v, disconnected_outputs="ignore")
-        elif method == "lop":
-            hv = pullback(raw, param, v, disconnected_inputs="ignore")
-        else:
-            hv = pytensor.grad((raw * v).sum(), param, disconnected_inputs="ignore")
+
+        def product(raw):  # Hv from the unclipped gradient of a batch
+            if method == "rop":
+                return pushforward(raw, param, v, disconnected_outputs="ignore")
+            if method == "lop":
+                return pullback(raw, param, v, disconnected_inputs="ignore")
+            return pytensor.grad((raw * v).sum(), param, disconnected_inputs="ignore")
+        hv = self._linear_term(param, "hv", product)
         gamma = self._hyper("ewma", param)
         one = as_float(1, param.dtype)
         d_ewma = self._state_like(param, "D_ewma")
