@@ -10,8 +10,9 @@ import numbers
 import numpy as np
 
 from . import checkpoint, schedules
-from .algorithms import (ADADELTA, ADAGRAD, ESGD, NAG, SGD, AdaBelief, AdagradWindow, Adam,
-                         Adamax, AMSGrad, NAdam, RAdam, RMSProp, RProp, Yogi)
+from .algorithms import (ADADELTA, ADAGRAD, ESGD, LAMB, LARS, NAG, SGD, AdaBelief, Adafactor,
+                         AdagradWindow, Adam, Adamax, AMSGrad, Lion, Lookahead, NAdam, RAdam,
+                         RMSProp, RProp, ScheduleFreeAdamW, ScheduleFreeSGD, Yogi)
 from .base import Optimizer
 from .dataset import Dataset
 from .functional import updates
@@ -21,9 +22,10 @@ from .util import DownhillWarning
 __version__ = "0.5.0"
 
 __all__ = [
-    "ADADELTA", "ADAGRAD", "ALGORITHMS", "AMSGrad", "AdaBelief", "AdagradWindow", "Adam",
-    "Adamax", "Dataset", "DownhillWarning", "ESGD", "NAG", "NAdam", "Optimizer", "RAdam",
-    "RMSProp", "RProp", "SGD", "Yogi",
+    "ADADELTA", "ADAGRAD", "ALGORITHMS", "AMSGrad", "AdaBelief", "Adafactor", "AdagradWindow",
+    "Adam", "Adamax", "Dataset", "DownhillWarning", "ESGD", "LAMB", "LARS", "Lion", "Lookahead",
+    "NAG", "NAdam", "Optimizer", "RAdam", "RMSProp", "RProp", "SGD", "ScheduleFreeAdamW",
+    "ScheduleFreeSGD", "Yogi",
     "build", "checkpoint", "minimize", "register", "schedules", "updates", "__version__",
 ]
 

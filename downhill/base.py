@@ -259,6 +259,22 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
         and the clipped gradients they used (:func:`downhill.stepgraph.build`)."""
         return stepgraph.build(self, grads)
 
+    def _after_step(self, param, new):
+        """The parameter's value after the step; a hook, ``new`` by default.
+
+        Called with the value the step, momentum and weight decay make. A
+        rule that makes the whole new value itself returns its own
+        (Schedule-Free); a wrapper transforms it (Lookahead's synchronisation).
+
+        Returns
+        -------
+        new : pytensor expression
+            The parameter's new value.
+        state : list of (SharedVariable, expression)
+            New values of state variables the hook keeps.
+        """
+        return new, []
+
     def _evaluation_point(self):
         """The variables validation and the best parameters read; a hook.
 

@@ -185,6 +185,12 @@ def _collect_hypers(algos, options, extra):
     checked = {}
     for algo in algos:
         cls = ALGORITHMS[algo]
+        if "inner" in given and hasattr(cls, "wrapping"):  # Lookahead: the inner rule's too
+            try:
+                cls = cls.wrapping(given["inner"])
+            except ValueError as err:
+                raise click.BadParameter(str(err), ctx=click.get_current_context(silent=True),
+                                         param_hint=source["inner"]) from None
         declared = cls.hyperparameters()
         for name, value in given.items():
             try:

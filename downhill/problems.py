@@ -384,6 +384,14 @@ SUGGESTED = {
                      rms_regularizer=1e-6),
         "adagrad_window": dict(learning_rate=0.01, momentum=0.9, window=50,
                                rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.02, beta2_halflife=20.0),
+        "lars": dict(learning_rate=30.0),
+        "lamb": dict(learning_rate=0.03),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=6e-3, interpolation=0.95,
+                                  max_gradient_norm=100.0),
+        "schedule_free_adamw": dict(learning_rate=0.1, interpolation=0.98, beta2_halflife=300.0),
+        "lookahead": dict(inner="adam", learning_rate=0.05, slow_step_size=0.8),
     },
     "factorization": {
         "sgd": dict(learning_rate=1.0),
@@ -401,6 +409,13 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.01),
         "adagrad_window": dict(learning_rate=0.03, momentum=0.9, rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.01),
+        "lars": dict(learning_rate=1.0),
+        "lamb": dict(learning_rate=0.01),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=10.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
     "digits": {
         "sgd": dict(learning_rate=0.1, momentum=0.9),
@@ -418,6 +433,13 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.01),
         "adagrad_window": dict(learning_rate=0.1),
+        "lion": dict(learning_rate=3e-3),
+        "lars": dict(learning_rate=1.0),
+        "lamb": dict(learning_rate=0.01),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=3.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
     "sparse-digits": {
         "sgd": dict(learning_rate=3.0, momentum=0.9),
@@ -435,6 +457,13 @@ SUGGESTED = {
         "adabelief": dict(learning_rate=0.01),
         "yogi": dict(learning_rate=0.03, rms_regularizer=1e-6),
         "adagrad_window": dict(learning_rate=0.1, momentum=0.9, rms_regularizer=1e-4),
+        "lion": dict(learning_rate=0.01),
+        "lars": dict(learning_rate=10.0),
+        "lamb": dict(learning_rate=0.03),
+        "adafactor": dict(learning_rate=0.01, momentum=0.9),
+        "schedule_free_sgd": dict(learning_rate=100.0),
+        "schedule_free_adamw": dict(learning_rate=0.03),
+        "lookahead": dict(inner="adam", learning_rate=0.03),
     },
 }
 
@@ -620,8 +649,10 @@ def train(problem, algo="rmsprop", record_path=False, on_iteration=None, on_batc
     step = dict(problem.suggested(algo), **hyperparameters)
     settings.update(step)
 
+    # a wrapper's inner rule (Lookahead's) is chosen when the optimizer is built
     opt = build(algo, problem.loss, params=problem.params, monitors=problem.monitors,
-                mode=mode, groups=groups)
+                mode=mode, groups=groups,
+                **{k: settings[k] for k in ("inner",) if k in settings})
     train_set = _dataset(problem.train, "train", batch_size, _CountingDataset)
     train_set.on_batch = on_batch
     valid_set = _dataset(problem.valid, "valid", batch_size)

@@ -2,11 +2,11 @@ r"""The update graph of one optimization step, assembled around the algorithm.
 
 :func:`build` is what ``Optimizer._build_updates`` does: it clips the
 gradients (``downhill.clipping``), calls the algorithm's hooks
-(``_global_updates`` once, ``_step`` per parameter), adds momentum or
-Nesterov momentum and decoupled weight decay around each step, the averages
-of :mod:`downhill.averaging`, the non-finite guard of
-``on_nonfinite='skip'`` (``downhill.nonfinite``) and the update
-counter's and graph schedules' updates (:mod:`downhill.settings`). Every
+(``_global_updates`` once, ``_step`` and ``_after_step`` per parameter),
+adds momentum or Nesterov momentum and decoupled weight decay around each
+step, the averages of :mod:`downhill.averaging`, the non-finite guard of
+``on_nonfinite='skip'`` (``downhill.nonfinite``) and the update counter's
+and graph schedules' updates (:mod:`downhill.settings`). Every
 hyperparameter is read for its parameter (``Optimizer._hyper``), so a
 parameter group's values (:mod:`downhill.groups`) apply to its parameters,
 switches (momentum, weight decay, clipping) included:
@@ -64,6 +64,8 @@ def build(opt, grads=None):
         if groups.on(param, "weight_decay"):
             new = new - (opt._hyper("learning_rate", param)
                          * opt._hyper("weight_decay", param) * param)
+        new, after = opt._after_step(param, new)  # e.g. Lookahead's slow weights
+        updates.extend(after)
         updates.append((param, new))
         steps.append((param, new))
     updates.extend(averaging.updates(opt, steps))

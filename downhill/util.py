@@ -199,7 +199,9 @@ OTHER_NAMES = {"lr": "learning_rate", "eps": "rms_regularizer", "epsilon": "rms_
            "beta1": "beta1_halflife", "beta2": "beta2_halflife", "rho": "rms_halflife",
            "alpha": "rms_halflife", "max_norm": "max_gradient_norm",
            "clipnorm": "max_gradient_norm", "max_iter": "max_updates",
-           "epochs": "max_updates"}
+           "epochs": "max_updates",
+           # algorithms: AdamW is Adam with weight_decay
+           "adamw": "adam"}
 
 
 def close_names(name, known, n=3):

@@ -98,6 +98,39 @@ class StateVariables:
                 "was made for other settings; make a new optimizer for these")
         return var
 
+    def reduced(self, param, suffix, axis, value=0):
+        """The state variable ``suffix`` of ``param``, shaped like it without one
+        axis, made on first use (Adafactor's row and column factors).
+
+        Parameters
+        ----------
+        param : SharedVariable
+            One of the parameters, of at least one dimension.
+        suffix : str
+            The variable's name after the parameter's, e.g. ``"g2_rows"``.
+        axis : int
+            The parameter's axis the variable does not have (negative counts
+            from the end).
+        value : float, optional
+            Initial value of every element.
+
+        Returns
+        -------
+        SharedVariable
+        """
+        index = self.index(param)
+        key = (index, suffix)
+        if key not in self.variables:
+            current = param.get_value(borrow=True)
+            axis %= current.ndim
+            shape = current.shape[:axis] + current.shape[axis + 1:]
+            static = param.type.shape[:axis] + param.type.shape[axis + 1:]
+            self.variables[key] = pytensor.shared(
+                np.full(shape, value, dtype=current.dtype),
+                name=f"{self._names[index]}_{suffix}", shape=static)
+            self.initial[key] = value
+        return self.variables[key]
+
     def scalar(self, suffix, value=0, dtype="int64"):
         """The optimizer-wide state scalar ``suffix``, made on first use.
 

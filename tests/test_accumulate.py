@@ -37,6 +37,17 @@ SETTINGS = {
     "rmsprop": dict(learning_rate=0.02, rms_halflife=5.0),
     "rprop": dict(learning_rate=0.02),
     "sgd": dict(learning_rate=0.02),
+    # the rules of issue 20
+    "adabelief": dict(learning_rate=0.05), "adamax": dict(learning_rate=0.05),
+    "amsgrad": dict(learning_rate=0.05), "nadam": dict(learning_rate=0.05),
+    "radam": dict(learning_rate=0.05), "yogi": dict(learning_rate=0.05),
+    "adagrad_window": dict(learning_rate=0.05, window=3),
+    "adafactor": dict(learning_rate=0.05), "lion": dict(learning_rate=0.01),
+    "lars": dict(learning_rate=0.05, trust_coefficient=1.0), "lamb": dict(learning_rate=0.02),
+    "lookahead": dict(learning_rate=0.02, sync_period=3),
+    # Schedule-Free takes no momentum
+    "schedule_free_sgd": dict(learning_rate=0.02, momentum=0.0),
+    "schedule_free_adamw": dict(learning_rate=0.02, momentum=0.0),
 }
 COMMON = dict(momentum=0.5, max_gradient_norm=2.0, weight_decay=0.01, validate_every=2,
               patience=100, final_params="last")

@@ -14,6 +14,8 @@ import downhill.functional
 
 ALGOS = sorted(downhill.ALGORITHMS)
 HYPERS = dict(learning_rate=0.01, momentum=0.5, max_gradient_norm=3.0)
+#: Schedule-Free takes no momentum (its interpolation is one)
+NO_MOMENTUM = {"schedule_free_sgd", "schedule_free_adamw"}
 
 
 def regression(dtype="float64", x_dtype=None):
@@ -42,6 +44,8 @@ def test_given_gradients_follow_the_same_path_as_the_loss(algo):
     loss, params, inputs, data = regression()
     initial = [p.get_value().copy() for p in params]
     hypers = dict(HYPERS, momentum=0.9) if algo == "nag" else HYPERS
+    if algo in NO_MOMENTUM:
+        hypers = dict(HYPERS, momentum=0.0)
     from_loss = trajectory(downhill.build(algo, loss), inputs, data, params, **hypers)
     for p, v in zip(params, initial):
         p.set_value(v.copy())
@@ -116,16 +120,22 @@ def test_float32_parameters_in_a_float64_loss_train_in_float32(algo):
     loss, params, inputs, data = regression(dtype="float32", x_dtype="float64")
     assert loss.dtype == "float64"
     opt = downhill.build(algo, loss)
-    for var, expr in opt.get_updates(learning_rate=0.01, momentum=0.5):
+    momentum = 0.0 if algo in NO_MOMENTUM else 0.5
+    for var, expr in opt.get_updates(learning_rate=0.01, momentum=momentum):
         if hasattr(var, "dtype"):
             assert expr.dtype == var.dtype, var.name
-    hypers = dict(learning_rate=0.01, momentum=0.9 if algo == "nag" else 0.5)
+    hypers = dict(learning_rate=0.01, momentum=0.9 if algo == "nag" else momentum)
+    if algo == "lars":  # steps of trust_coefficient (default 0.001) * lr * |p|
+        hypers.update(learning_rate=0.05, trust_coefficient=1.0)
     before = opt.evaluate(data)["loss"]
     opt2 = downhill.build(algo, loss)
     opt2.minimize(data, batch_size=16, max_updates=5, **hypers)
     assert all(p.get_value().dtype == np.float32 for p in params)
-    assert all(v.get_value(borrow=True).dtype == np.float32 for v in opt2.state_variables
-               if hasattr(v.get_value(borrow=True), "dtype") and v.name != "t")
+    # every float state is float32; the step counters (t, lookahead_steps) are int64
+    kinds = {v.name: v.get_value(borrow=True).dtype for v in opt2.state_variables
+             if hasattr(v.get_value(borrow=True), "dtype")}
+    assert all(d == np.float32 for d in kinds.values() if d.kind == "f"), kinds
+    assert all(d == np.int64 for d in kinds.values() if d.kind != "f"), kinds
     assert opt2.evaluate(data)["loss"] < before
 
 

@@ -199,7 +199,7 @@ def test_esgd_generator_advances_is_saved_and_reseeds():
 
 
 @needs_jax
-@pytest.mark.parametrize("algo", ["rmsprop", "esgd"])
+@pytest.mark.parametrize("algo", ["rmsprop", "esgd", "schedule_free_adamw", "lookahead"])
 def test_checkpoint_and_resume_bit_for_bit_in_jax_mode(tmp_path, algo):
     def run(max_updates, **kwargs):
         loss, data, params = regression(48)

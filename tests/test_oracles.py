@@ -100,7 +100,8 @@ class Case:
 
     def variants(self):
         """The variants some peer of this rule has."""
-        return [v for v in VARIANTS if self.optax_core is not None or self.torch_has(v)]
+        return [v for v in VARIANTS if self.optax_core is not None or self.torch_has(v)
+                or (v == "plain" and self.alias is not None)]
 
     def torch_peer(self, variant):
         """(make, clip) for ``run_torch``."""
@@ -250,6 +251,41 @@ CASES = [
               initial_accumulator=0.0),
          optax_core=lambda: _optax().scale_by_yogi(b1=B1, b2=B2, eps=EPS,
                                                    initial_accumulator_value=0.0)),
+    # Lion: the sign of an interpolation; optax's alias has its own decay
+    Case("lion", "lion", dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2),
+         optax_core=lambda: _optax().scale_by_lion(b1=B1, b2=B2),
+         alias=lambda: _optax().lion(LR, b1=B1, b2=B2, weight_decay=0.0)),
+    Case("lion-decay", "lion",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, weight_decay=0.3),
+         optax_core=lambda: _optax().scale_by_lion(b1=B1, b2=B2),
+         alias=lambda: _optax().lion(LR, b1=B1, b2=B2, weight_decay=0.3)),
+    # LARS: our momentum default is optax's 0.9; the plain case sets it to 0
+    Case("lars", "lars",
+         dict(learning_rate=0.5, momentum=0.0, trust_coefficient=0.02, trust_weight_decay=0.1,
+              trust_regularizer=EPS, trust_norm="norm_of_sum"),
+         optax_core=lambda: _optax().chain(
+             _optax().add_decayed_weights(0.1),
+             _optax().scale_by_trust_ratio(trust_coefficient=0.02, eps=EPS)),
+         alias=lambda: _optax().lars(0.5, weight_decay=0.1, trust_coefficient=0.02, eps=EPS,
+                                     momentum=0.0)),
+    Case("lars-defaults", "lars", dict(learning_rate=0.5, trust_norm="norm_of_sum"),
+         optax_core=None, alias=lambda: _optax().lars(0.5)),
+    Case("lamb", "lamb",
+         dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+              trust_weight_decay=0.1),
+         optax_core=lambda: _optax().chain(
+             _optax().scale_by_adam(b1=B1, b2=B2, eps=EPS),
+             _optax().add_decayed_weights(0.1), _optax().scale_by_trust_ratio()),
+         alias=lambda: _optax().lamb(LR, b1=B1, b2=B2, eps=EPS, weight_decay=0.1)),
+    # Adafactor: torch's epsilon is a floor; optax's relative step is a schedule
+    Case("adafactor-floor", "adafactor",
+         dict(learning_rate=0.1, rms_regularizer=1e-3, regularizer_as_floor=True),
+         torch=("Adafactor", dict(lr=0.1, beta2_decay=-0.8, eps=(1e-3, 1e-3), d=1.0)),
+         torch_variants={"decay": dict(weight_decay=WD)}),
+    Case("adafactor", "adafactor",
+         dict(learning_rate=LR, relative_step=False, decay_exponent=0.7, clip_threshold=0.8,
+              rms_regularizer=EPS),
+         optax_core=lambda: _adafactor_core(0.7, 0.8, EPS)),
     Case("rprop", "rprop",
          dict(learning_rate=LR, rprop_increase=1.2, rprop_decrease=0.5, rprop_min_step=1e-3,
               rprop_max_step=0.05),
@@ -257,6 +293,27 @@ CASES = [
          exact={"torch"}),
 ]
 PAIRS = [(case, variant) for case in CASES for variant in case.variants()]
+
+
+def _adafactor_core(exponent, threshold, eps, min_size=1):
+    """optax's Adafactor without its learning rate, with a float64 decay schedule.
+
+    optax computes the decay rate 1 - t^-c in float32 whatever the parameters'
+    dtype; the same formula in the default float dtype (float64 under
+    ``enable_x64``) makes the two equal to rounding.
+    """
+    import jax.numpy as jnp
+    import optax
+    from optax._src.factorized import scale_by_factored_rms
+
+    def decay_rate(step, exponent):
+        t = (step + 1) * jnp.ones([], jnp.result_type(float))
+        return 1.0 - t ** (-exponent)
+
+    return optax.chain(
+        scale_by_factored_rms(decay_rate=exponent, min_dim_size_to_factor=min_size,
+                              epsilon=eps, decay_rate_fn=decay_rate),
+        optax.clip_by_block_rms(threshold), optax.scale_by_param_block_rms(1e-3))
 
 
 def _run_peer(name, made, grads, init):
@@ -339,3 +396,162 @@ def test_the_peers_are_the_pinned_versions():
 
     assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
     assert optax.__version__ == "0.2.8", optax.__version__
+
+
+def test_optax_adafactor_alias_and_its_momentum():
+    # optax.adafactor computes its decay rate 1 - t^-c in float32 whatever the
+    # parameters' dtype, and keeps its momentum in float32 (dtype_momentum):
+    # float32 runs agree to 1e-5, float64 ones to about 1e-6 (the cases above
+    # give optax a float64 schedule and agree to 1e-10)
+    import optax
+
+    grads, init = gradients("float32"), initial("float32")
+    for k in (1, 128):   # its default 128 factors neither of our two parameters
+        ours, _ = run_downhill("adafactor", dict(learning_rate=LR, relative_step=False,
+                                                 factor_min_size=k), grads, init)
+        compare(ours, run_optax(optax.adafactor(LR, min_dim_size_to_factor=k), grads, init),
+                atol=1e-5)
+    # momentum=b averages the steps: ours with learning_rate lr * (1 - b); its
+    # weight_decay_rate is not scaled by the learning rate
+    b, rate = 0.8, 1e-3
+    ours, _ = run_downhill("adafactor", dict(
+        learning_rate=LR * (1 - b), relative_step=False, factor_min_size=1, momentum=b,
+        weight_decay=rate / (LR * (1 - b))), grads, init)
+    theirs = run_optax(optax.adafactor(LR, min_dim_size_to_factor=1, momentum=b,
+                                       weight_decay_rate=rate), grads, init)
+    compare(ours, theirs, atol=1e-5)
+    grads, init = gradients("float64"), initial("float64")
+    ours, _ = run_downhill("adafactor", dict(learning_rate=LR, relative_step=False,
+                                             factor_min_size=1), grads, init)
+    theirs = run_optax(optax.adafactor(LR, min_dim_size_to_factor=1), grads, init)
+    worst = compare(ours, theirs, rtol=1e-5, atol=1e-8)
+    assert worst > 1e-12   # the float32 schedule shows: the test sees optax's own rounding
+
+
+# ----------------------------------------------------------------------
+# Schedule-Free and Lookahead: optax's wrappers, with their own runners (the
+# evaluation point, x or the slow weights, is compared too)
+
+
+def _run_optax_with(tx, grads, init, params_of, point_of):
+    """Parameters and the evaluation point after every step of optax's ``tx``."""
+    import jax
+    import optax
+
+    with jax.enable_x64(init[0].dtype == np.float64):
+        params = params_of([np.asarray(x) for x in init])
+        state = tx.init(params)
+
+        @jax.jit
+        def step(params, state, gs):
+            updates, state = tx.update(gs, state, params)
+            return optax.apply_updates(params, updates), state
+
+        trajectory, points = [], []
+        for gs in grads:
+            params, state = step(params, state, gs)
+            fast, point = point_of(params, state)
+            trajectory.append([np.asarray(p) for p in fast])
+            points.append([np.asarray(p) for p in point])
+    return trajectory, points
+
+
+def _points(opt, suffix, grads, init, algo, hyper):
+    """Our parameters and evaluation point after every step."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    params = [pytensor.shared(x.copy(), name=f"p{i}") for i, x in enumerate(init)]
+    inputs = [pt.tensor(f"g{i}", dtype=x.dtype, shape=x.shape) for i, x in enumerate(init)]
+    opt = downhill.build(algo, None, params=params, grads=inputs, **opt)
+    step = pytensor.function(inputs, [], updates=opt.get_updates(**hyper))
+    trajectory, points = [], []
+    for gs in grads:
+        step(*gs)
+        trajectory.append([p.get_value() for p in params])
+        points.append([p.get_value() for p in opt._evaluation_point()])
+    assert opt._evaluation_point()[0].name == "p0" + suffix
+    return trajectory, points
+
+
+SF_VARIANTS = ["plain", "decay", "clip", "global-norm"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", SF_VARIANTS)
+@pytest.mark.parametrize("algo", ["schedule_free_sgd", "schedule_free_adamw"])
+def test_schedule_free_against_optax(algo, variant, dtype):
+    # optax keeps z and recomputes x = (y - (1 - b1) z) / b1; our x is a state.
+    # With a constant learning rate the two agree; optax's warmup_steps weigh
+    # the average by the next step's rate (see the docstrings)
+    import optax
+    from optax.contrib import schedule_free, schedule_free_eval_params
+
+    lr, b1, d = 0.05, 0.8, 0.1
+    hyper = dict(learning_rate=lr, interpolation=b1, weight_lr_power=1.5)
+    parts = []
+    if variant == "clip":
+        hyper["max_gradient_elem"] = 1.5
+        parts.append(optax.clip(1.5))
+    if variant == "global-norm":
+        hyper["max_gradient_global_norm"] = 4.0
+        parts.append(optax.clip_by_global_norm(4.0))
+    if algo == "schedule_free_sgd":
+        parts += [optax.add_decayed_weights(d)] if variant == "decay" else []
+        parts.append(optax.sgd(lr))
+    else:
+        hyper.update(beta2_halflife=H, rms_regularizer=EPS, corrected_lr=False)
+        parts += [optax.scale_by_rms(decay=G, eps=EPS, eps_in_sqrt=False, bias_correction=True)]
+        parts += [optax.add_decayed_weights(d)] if variant == "decay" else []
+        parts.append(optax.scale_by_learning_rate(lr))
+    if variant == "decay":
+        hyper["weight_decay"] = d
+    tx = schedule_free(optax.chain(*parts), lr, b1=b1, weight_lr_power=1.5)
+    grads, init = gradients(dtype), initial(dtype)
+    ours, our_x = _points({}, "_x", grads, init, algo, hyper)
+    theirs, their_x = _run_optax_with(tx, grads, init, lambda ps: ps,
+                                      lambda ps, state: (ps, schedule_free_eval_params(state, ps)))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(atol=1e-5)
+    compare(ours, theirs, **tol)
+    compare(our_x, their_x, **tol)
+    assert min(np.abs(our_x[-1][i] - init[i]).max() for i in range(2)) > 0.05
+    if variant == "plain":  # optax's aliases
+        alias = (optax.contrib.schedule_free_sgd(lr, b1=b1, weight_lr_power=1.5)
+                 if algo == "schedule_free_sgd" else
+                 optax.contrib.schedule_free_adamw(lr, b1=b1, b2=G, eps=EPS,
+                                                   weight_lr_power=1.5))
+        compare(ours, run_optax(alias, grads, init), **tol)
+
+
+LOOKAHEAD_FAST = {
+    "sgd-nesterov": (dict(inner="sgd"), dict(learning_rate=LR, momentum=MU, nesterov=True),
+                     lambda: _optax().sgd(LR, momentum=MU, nesterov=True)),
+    "adam-decay-clip": (
+        dict(inner="adam"),
+        dict(learning_rate=LR, beta1_halflife=H1, beta2_halflife=H2, rms_regularizer=EPS,
+             weight_decay=WD, max_gradient_elem=1.5),
+        lambda: _optax().chain(_optax().clip(1.5), _optax().adam(LR, b1=B1, b2=B2, eps=EPS),
+                               _optax().add_decayed_weights(-LR * WD))),
+    "rmsprop": (dict(inner="rmsprop"),
+                dict(learning_rate=LR, rms_halflife=H, rms_regularizer=EPS, centered=False),
+                lambda: _optax().rmsprop(LR, decay=G, eps=EPS)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("fast", sorted(LOOKAHEAD_FAST))
+def test_lookahead_against_optax(fast, dtype):
+    import optax
+
+    build, hyper, make = LOOKAHEAD_FAST[fast]
+    tx = optax.lookahead(make(), sync_period=3, slow_step_size=0.4)
+    grads, init = gradients(dtype), initial(dtype)
+    ours, our_slow = _points(build, "_slow", grads, init, "lookahead",
+                             dict(hyper, sync_period=3, slow_step_size=0.4))
+    theirs, their_slow = _run_optax_with(
+        tx, grads, init, optax.LookaheadParams.init_synced,
+        lambda ps, state: (ps.fast, ps.slow))
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(atol=1e-5)
+    compare(ours, theirs, **tol)
+    compare(our_slow, their_slow, **tol)
+    assert not np.allclose(our_slow[-2][0], ours[-2][0])   # mid-cycle: they differ

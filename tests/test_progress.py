@@ -192,7 +192,7 @@ def test_unknown_hyperparameter_for_adam_suggests_the_halflife():
 
 def test_unknown_algorithm_and_problem_suggest_the_closest():
     w, loss = quadratic()
-    # the closest first ('radam' and 'nadam' are as close since they came)
+    # the closest first; AdamW is Adam with weight_decay: 'adam' before schedule_free_adamw
     with pytest.raises(ValueError, match=r"unknown algorithm 'adamw' \(did you mean 'adam'[ ?]"):
         downhill.build("adamw", loss)
     with pytest.raises(ValueError, match=r"'rosenbrok' \(did you mean 'rosenbrock'\?\)"):

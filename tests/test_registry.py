@@ -32,6 +32,15 @@ HYPERS = {
     "adabelief": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
     "yogi": (dict(learning_rate=0.02), dict(learning_rate=0.02)),
     "adagrad_window": (dict(learning_rate=0.1), dict(learning_rate=0.1)),
+    "lion": (dict(learning_rate=0.01), dict(learning_rate=0.01)),
+    "lars": (dict(learning_rate=0.1, trust_coefficient=1.0), dict(learning_rate=10.0)),
+    "lamb": (dict(learning_rate=0.05), dict(learning_rate=0.03)),
+    # a relative step moves parameters at zero by parameter_scale_floor: off here
+    "adafactor": (dict(learning_rate=0.3, parameter_scale=False),
+                  dict(learning_rate=0.01, momentum=0.9)),
+    "schedule_free_sgd": (dict(learning_rate=0.1), dict(learning_rate=1e-3)),
+    "schedule_free_adamw": (dict(learning_rate=0.05), dict(learning_rate=0.05)),
+    "lookahead": (dict(learning_rate=0.05), dict(learning_rate=0.05)),
 }
 ROSENBROCK_STEPS = 200
 

@@ -447,6 +447,15 @@ RESUME = {
     "nadam": dict(learning_rate=0.003), "radam": dict(learning_rate=0.003),
     "adabelief": dict(learning_rate=0.003), "yogi": dict(learning_rate=0.003),
     "adagrad_window": dict(learning_rate=0.01, window=3),
+    "lion": dict(learning_rate=0.003), "lars": dict(learning_rate=0.01, trust_coefficient=1.0),
+    "lamb": dict(learning_rate=0.003), "adafactor": dict(learning_rate=0.003),
+    # Schedule-Free takes no momentum; Lookahead's run ends between synchronisations.
+    # Both validate their evaluation point (x, the slow weights), which the
+    # parameters hold after a run by default: final_params='last' keeps the
+    # training point in them, for save() after the run to continue exactly
+    "schedule_free_sgd": dict(learning_rate=0.003, momentum=0.0, final_params="last"),
+    "schedule_free_adamw": dict(learning_rate=0.003, momentum=0.0, final_params="last"),
+    "lookahead": dict(learning_rate=0.003, sync_period=3, final_params="last"),
 }
 
 
@@ -726,7 +735,7 @@ def test_skip_leaves_parameters_and_state_untouched_for_every_algorithm(algo):
     loss, params, X, y = regression()
     opt = downhill.build(algo, loss)
     x, t = opt.inputs
-    settings = dict(RESUME[algo], momentum=0.5, on_nonfinite="skip")
+    settings = {"momentum": 0.5, **RESUME[algo], "on_nonfinite": "skip"}
     step = pytensor.function([x, t], loss, updates=opt.get_updates(**settings))
     step(X, y)
     before = opt.state_dict()

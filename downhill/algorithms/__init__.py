@@ -37,8 +37,12 @@ same classes.
 from .adam import AMSGrad, Adam, Adamax, NAdam, RAdam
 from .adaptive import ADADELTA, ADAGRAD, AdagradWindow, RMSProp, RProp
 from .curvature import ESGD
-from .momentum import NAG, SGD
-from .second_moment import AdaBelief, Yogi
+from .layerwise import LAMB, LARS
+from .momentum import NAG, SGD, Lion
+from .schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
+from .second_moment import AdaBelief, Adafactor, Yogi
+from .wrappers import Lookahead
 
 __all__ = ["SGD", "NAG", "RMSProp", "RProp", "ADAGRAD", "ADADELTA", "AdagradWindow", "Adam",
-           "AMSGrad", "Adamax", "NAdam", "RAdam", "AdaBelief", "Yogi", "ESGD"]
+           "AMSGrad", "Adamax", "NAdam", "RAdam", "AdaBelief", "Yogi", "Adafactor", "Lion",
+           "LARS", "LAMB", "ScheduleFreeSGD", "ScheduleFreeAdamW", "ESGD", "Lookahead"]

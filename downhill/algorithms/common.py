@@ -7,15 +7,19 @@ the step being made; :class:`StepCounter` keeps it once per optimizer, not
 once per parameter, and saves it with the rest of the state. Peers
 differ on whether :math:`\epsilon` goes under a square root or is added
 to it; :func:`in_root` declares the switch between the two and
-:func:`root_plus_epsilon` builds either.
+:func:`root_plus_epsilon` builds either. A rule whose common
+hyperparameter needs another default (LARS's momentum) declares it again
+with :func:`redeclared`.
 """
+
+import copy
 
 import pytensor.tensor as pt
 
-from ..hyperparams import Hyper
+from ..hyperparams import COMMON, Hyper
 from ..util import as_float, halflife_to_decay
 
-__all__ = ["StepCounter", "BETAS", "in_root", "root_plus_epsilon"]
+__all__ = ["StepCounter", "BETAS", "in_root", "root_plus_epsilon", "redeclared"]
 
 #: The half-lives of the Adam family's two averages, as Adam declares them:
 #: :math:`\beta_1 = e^{-\ln 2 / 7} \approx 0.906` and
@@ -103,3 +107,28 @@ def root_plus_epsilon(x, epsilon, inside):
     pytensor Variable
     """
     return pt.sqrt(x + epsilon) if inside else pt.sqrt(x) + epsilon
+
+
+def redeclared(name, default, doc=None):
+    """A common hyperparameter's declaration with another default (and doc line).
+
+    Parameters
+    ----------
+    name : str
+        A name of :data:`downhill.hyperparams.COMMON`, e.g. ``"momentum"``.
+    default : object
+        The rule's default.
+    doc : str, optional
+        The rule's one-line description, if it differs.
+
+    Returns
+    -------
+    Hyper
+        A copy of the common declaration; put it in the rule's ``HYPERS``,
+        where it replaces the common one.
+    """
+    hyper = copy.copy(next(h for h in COMMON if h.name == name))
+    hyper.default = default
+    if doc is not None:
+        hyper.doc = doc
+    return hyper
