@@ -32,6 +32,17 @@ VALUES = {
     "rmsprop": ({"learning_rate": 0.02}, {"learning_rate": 0.005, "rms_halflife": 4.0}),
     "rprop": ({"learning_rate": 0.02}, {"learning_rate": 0.005, "rprop_increase": 1.2}),
     "sgd": ({"learning_rate": 0.02, "momentum": 0.5}, {"learning_rate": 0.005}),
+    "lion": ({"learning_rate": 0.01}, {"learning_rate": 0.003, "beta2_halflife": 20.0}),
+    "lars": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "trust_coefficient": 0.01}),
+    "lamb": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "beta2_halflife": 20.0}),
+    "adafactor": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "decay_exponent": 0.7}),
+    "lookahead": ({"learning_rate": 0.05}, {"learning_rate": 0.01, "slow_step_size": 0.8}),
+    # Schedule-Free reads its step size once for all parameters (the average's
+    # weights): a group may differ in what each parameter's update reads
+    "schedule_free_sgd": ({"learning_rate": 0.01}, {"interpolation": 0.8}),
+    # (and its beta2, with the paper's corrected step size)
+    "schedule_free_adamw": ({"learning_rate": 0.01}, {"interpolation": 0.8,
+                                                      "rms_regularizer": 1e-3}),
 }
 
 
