@@ -5,15 +5,18 @@ shuffles them; the functions here say whether an object is one input's
 array, turn accepted inputs into arrays it can slice, cast the items of a
 callable's or an iterable's batch to the inputs' dtypes, refuse a batch
 item that is no array, and tell whether an array's batches fit an input
-exactly (so compiled functions may skip their input checks).
+exactly (so compiled functions may skip their input checks), and check
+and cast the arrays given whole to a dataset.
 """
 
 import numbers
 
 import numpy as np
 
+from .util import log
+
 __all__ = ["is_array", "is_pandas", "to_array", "dtype_of", "convert", "check_items",
-           "check_batch", "fits"]
+           "check_batch", "fits", "cast_arrays"]
 
 
 def is_array(x):
@@ -256,3 +259,49 @@ def fits(array, variable, axis):
         return False
     return all(s is None if i == axis % array.ndim else s in (None, n)
                for i, (s, n) in enumerate(zip(shape, array.shape)))
+
+
+def cast_arrays(name, arrays, variables):
+    """Check the arrays given whole to a dataset against the inputs, casting
+    them in place where their dtype differs.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name, for messages.
+    arrays : list of arrays
+        One per input; an array whose dtype differs is replaced by its cast.
+    variables : list of pytensor Variable
+        The loss's inputs.
+
+    Returns
+    -------
+    bool
+        Whether an array was cast.
+
+    Raises
+    ------
+    ValueError
+        If the number of arrays, an array's number of dimensions or its
+        dtype does not fit its input.
+    """
+    if len(arrays) != len(variables):
+        raise ValueError(
+            f"{name} data has {len(arrays)} arrays but the loss has "
+            f"{len(variables)} inputs {[v.name for v in variables]}")
+    changed = False
+    for i, (a, v) in enumerate(zip(arrays, variables)):
+        ndim = getattr(v.type, "ndim", None)
+        if ndim is not None and a.ndim != ndim:
+            raise ValueError(
+                f"{name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
+        dtype, have = np.dtype(v.dtype), dtype_of(a)
+        if have != dtype:
+            if not np.can_cast(have, dtype, casting="same_kind"):
+                raise ValueError(
+                    f"{name} input {i} ({v.name}) has dtype {have}, which "
+                    f"cannot become {dtype}")
+            log.debug("%s: casting input %d from %s to %s", name, i, have, dtype)
+            arrays[i] = a.astype(dtype)
+            changed = True
+    return changed

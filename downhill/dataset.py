@@ -13,9 +13,8 @@ import numbers
 import numpy as np
 
 from . import validation
-from .batches import (check_batch, check_items, convert, dtype_of, fits, is_array, is_pandas,
-                      to_array)
-from .util import log
+from .batches import (cast_arrays, check_batch, check_items, convert, fits, is_array,
+                      is_pandas, to_array)
 
 __all__ = ["Dataset"]
 
@@ -322,25 +321,7 @@ class Dataset:
             # with no inputs there is nothing a compiled function could check
             self.trusted = not variables
             return
-        if len(self._arrays) != len(variables):
-            raise ValueError(
-                f"{self.name} data has {len(self._arrays)} arrays but the loss has "
-                f"{len(variables)} inputs {[v.name for v in variables]}")
-        changed = False
-        for i, (a, v) in enumerate(zip(self._arrays, variables)):
-            ndim = getattr(v.type, "ndim", None)
-            if ndim is not None and a.ndim != ndim:
-                raise ValueError(
-                    f"{self.name} input {i} ({v.name}) must be {ndim}-d, got shape {a.shape}")
-            dtype, have = np.dtype(v.dtype), dtype_of(a)
-            if have != dtype:
-                if not np.can_cast(have, dtype, casting="same_kind"):
-                    raise ValueError(
-                        f"{self.name} input {i} ({v.name}) has dtype {have}, which "
-                        f"cannot become {dtype}")
-                log.debug("%s: casting input %d from %s to %s", self.name, i, have, dtype)
-                self._arrays[i] = a.astype(dtype)
-                changed = True
+        changed = cast_arrays(self.name, self._arrays, variables)
         if changed:
             # rebuild the current pass from the cast arrays, so the pass goes on
             if self._perm is not None:
