@@ -371,7 +371,8 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                 # overflowed with a finite loss is caught here (the parameters'
                 # next loss would be too, but a state variable's may not be)
                 _finite_or_raise(opt, watched)
-            _log(label, run.iteration, training, logger=iteration_log)
+            if iteration_log.isEnabledFor(logging.INFO):
+                _log(label, run.iteration, training, logger=iteration_log)
             display.on_iteration(run, training)
             if saving:
                 state.save(opt, checkpoint, datasets=datasets)

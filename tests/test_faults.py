@@ -248,3 +248,22 @@ def test_fault_in_first_validation_keeps_the_current_parameters(fault, when):
     except KeyboardInterrupt:   # a failure, reported as such
         pytest.fail("KeyboardInterrupt escaped the training loop")
     np.testing.assert_array_equal(w.get_value(), mine)
+
+
+@pytest.mark.parametrize("size", [1, 2, 16, 17, 1000])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_the_finiteness_check_finds_every_nonfinite_element(size, dtype):
+    # arrays of up to nonfinite._SMALL elements are tested in Python, larger
+    # ones by a sum first: both must find a NaN or an infinity anywhere, and
+    # neither may take a sum that overflows for a non-finite element
+    from downhill import nonfinite
+    big = np.finfo(np.dtype(dtype).type(0).real.dtype).max
+    for bad in (np.nan, np.inf, -np.inf) + ((complex(0, np.inf),) if dtype == "complex128" else ()):
+        for where in sorted({0, size // 2, size - 1}):
+            value = np.ones(size, dtype)
+            value[where] = bad
+            variables = {"fine": pytensor.shared(np.full(size, big, dtype)),
+                         "count": pytensor.shared(np.int64(3)),
+                         "bad": pytensor.shared(value)}
+            assert nonfinite.first_nonfinite(variables) == "bad", (bad, where)
+    assert nonfinite.first_nonfinite({"fine": pytensor.shared(np.full(size, big, dtype))}) is None
