@@ -142,23 +142,44 @@ def overhead_downhill(mode, quick):
         for _ in opt.iterate(max_updates=updates, patience=10**9):
             pass
 
+    # the same with a learning-rate schedule, which the step computes itself
+    from downhill.schedules import CosineWithWarmup
+    scheduled_opt = downhill.build(
+        "rmsprop", rosenbrock_loss(x[0], x[1]), mode=mode, rms_halflife=common.HALFLIFE,
+        learning_rate=CosineWithWarmup(common.LR, warmup=100, total=10**9, final=common.LR))
+
+    def scheduled():
+        for _ in scheduled_opt.iterate(max_updates=updates, patience=10**9):
+            pass
+
     def many():  # many updates per iteration: the loop's per-update cost alone
         for _ in opt.iterate(data, once, max_updates=1, patience=10**9):
             pass
     many()  # compile and load both functions first
+    scheduled()
     step, _, _ = opt._functions.step()
     step.trust_input = True
 
     def raw():
         for _ in range(updates):
             step()
+    scheduled_step, _, _ = scheduled_opt._functions.step()
+    scheduled_step.trust_input = True
+
+    def scheduled_raw():
+        for _ in range(updates):
+            scheduled_step()
     name = f"downhill[{mode or 'NUMBA'}]"
     return {f"{name} iterate, defaults (1 update/iter, validate/10)":
             [t / updates for t in common.samples(defaults, repeat, sample_seconds=0)],
+            f"{name} iterate, defaults, graph schedule":
+            [t / updates for t in common.samples(scheduled, repeat, sample_seconds=0)],
             f"{name} iterate, {updates} updates/iteration":
             [t / updates for t in common.samples(many, repeat, sample_seconds=0)],
             f"{name} raw compiled step":
-            [t / updates for t in common.samples(raw, repeat, sample_seconds=0)]}
+            [t / updates for t in common.samples(raw, repeat, sample_seconds=0)],
+            f"{name} raw compiled step, graph schedule":
+            [t / updates for t in common.samples(scheduled_raw, repeat, sample_seconds=0)]}
 
 
 def mlp_downhill(contender, quick):
