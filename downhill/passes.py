@@ -250,7 +250,10 @@ def training_pass(opt, feed, dataset, names, guarded, max_skips):
         elif not math.isfinite(values[0]):
             return dict(zip(names, (float(v) for v in values))), False
         if sums is None:
-            sums = run.sums = [weight * float(v) for v in values]
+            sums = run.sums = list(map(float, values))
+            if weight != 1:
+                for i, v in enumerate(sums):
+                    sums[i] = weight * v
         else:
             for i, v in enumerate(values):
                 sums[i] += weight * float(v)
@@ -264,4 +267,6 @@ def training_pass(opt, feed, dataset, names, guarded, max_skips):
         if dataset.exhausted:
             raise EndOfData()
         raise ValueError(f"dataset {dataset.name!r} gave no batches")
-    return collections.OrderedDict(zip(names, [s / total for s in sums])), True
+    if total != 1:
+        sums = [s / total for s in sums]
+    return collections.OrderedDict(zip(names, sums)), True

@@ -8,6 +8,7 @@ refused at the call (unusable checkpoint paths: test_checkpoint_path_call.py);
 ``downhill.minimize`` takes a seed for shuffling arrays.
 """
 
+import contextlib
 import itertools
 import logging
 import os
@@ -168,10 +169,15 @@ def test_a_sigint_at_any_update_resumes_bit_for_bit(tmp_path, update):
     assert resumed["datasets"]["train"]["position"] == final["datasets"]["train"]["position"]
 
 
+@contextlib.contextmanager
 def sigint_from_a_thread(opt, update):
     """A thread that sends this process SIGINT once ``opt`` has counted ``update``
     updates: a real Ctrl-C, landing wherever the main thread then is (inside a
-    compiled step, the bookkeeping, a validation), with no Python schedule."""
+    compiled step, the bookkeeping, a validation), with no Python schedule.
+
+    A whole run takes a few milliseconds, less than the interpreter's switch
+    interval (5 ms): the watcher would often not run before the run ends. So
+    the interval is 10 us while the block runs."""
     import threading
     import time
 
@@ -182,10 +188,17 @@ def sigint_from_a_thread(opt, update):
             if opt._run.updates >= update:
                 os.kill(os.getpid(), signal.SIGINT)
                 return
-            time.sleep(1e-4)
+            time.sleep(1e-5)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    return stop, thread
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
 
 
 GRAPH_SETTINGS = dict(validate_every=2, patience=1000)
@@ -216,12 +229,8 @@ def test_a_sigint_with_graph_schedules_resumes_bit_for_bit(tmp_path, mode, updat
 
     path = tmp_path / "run.npz"
     first, _, train1, valid1 = resumable()
-    stop, thread = sigint_from_a_thread(first, update)
-    try:
+    with sigint_from_a_thread(first, update):
         first.minimize(train1, valid1, max_updates=iterations, checkpoint=path, **settings)
-    finally:
-        stop.set()
-        thread.join()
     assert first._run.interrupted
     saved = checkpoint.read(path)[1]
     done = saved["counters"]["updates"]
