@@ -219,7 +219,7 @@ def test_a_sigint_with_graph_schedules_resumes_bit_for_bit(tmp_path, mode, updat
     # the checkpoint saves: no Python schedule runs, the SIGINT comes from outside
     if mode == "JAX":
         pytest.importorskip("jax")
-    iterations = 40  # 200 updates: the interrupt lands well inside the run
+    iterations = 200  # 1000 updates: the interrupt lands well inside the run
 
     settings = dict(graph_schedules(), mode=mode, **GRAPH_SETTINGS)
     opt, params, train, valid = resumable()
