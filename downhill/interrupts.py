@@ -129,6 +129,11 @@ class Sigint:
         finally:
             self._unheld -= 1
 
+    @property
+    def depth(self):
+        """int: How many holds are in force (0: SIGINT is not held)."""
+        return self._depth
+
     def unheld(self):
         """Run the caller's code: a Ctrl-C during it raises at once.
 

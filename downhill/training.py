@@ -12,6 +12,7 @@ the child logger ``downhill.iterations``, so that they can be silenced apart.
 """
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -299,11 +300,14 @@ def _save(opt, path, datasets):
 
 
 def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets, display):
-    """The training loop. A Ctrl-C is held while the loop runs (not while it is
-    suspended at a ``yield``) and raised at its next safe point; the loop then
-    ends as at any other end: the checkpoint, then the best parameters back."""
+    """The training loop. A Ctrl-C is held while the loop runs and raised at its
+    next safe point; the loop then ends as at any other end: the checkpoint,
+    then the best parameters back. While it is suspended at a ``yield`` the
+    caller's loop body runs unheld (a Ctrl-C raises there), unless a hold
+    outside the loop covers that body too (:func:`minimize`'s)."""
+    # a hold outside the loop (minimize's) covers its caller's loop body too
+    outer = SIGINT.depth
     SIGINT.hold()
-    held = True
     label = type(opt).__name__
     count = 0
     failure = None
@@ -326,7 +330,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         validate_every = settings["validate_every"]
         train_pass = functools.partial(training_pass, opt, feeder(opt, step, train),
                                        train, names, guarded, settings["max_skips"])
-        unheld = SIGINT.unheld()
+        unheld = SIGINT.unheld() if outer == 0 else contextlib.nullcontext()
         if run.fails > settings["patience"]:
             log.warning(
                 "the run already ended: patience elapsed after %d validations without "
@@ -378,9 +382,12 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                 state.save(opt, checkpoint, datasets=datasets)
             SIGINT.check()
             # the caller's loop body runs unheld: a Ctrl-C there raises at once (the
-            # handler stays installed, which costs less than swapping it per iteration)
+            # handler stays installed, which costs less than swapping it per iteration).
+            # Under minimize the body is minimize's own, held: the Ctrl-C waits for
+            # the loop's next safe point, inside this generator, and ends the run here
             with unheld:
                 yield training, dict(run.last_validation)
+            SIGINT.check()  # one that came while minimize's body ran: end here
     except KeyboardInterrupt:
         reason = "interrupted"
         opt._run.interrupted = True
@@ -395,8 +402,6 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         reason = "closed"
         raise
     finally:
-        if not held:
-            SIGINT.hold()
         opt._functions.release()  # JAX mode: values back on the host as numpy arrays
         saved = None
         try:
