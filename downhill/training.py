@@ -12,7 +12,6 @@ the child logger ``downhill.iterations``, so that they can be silenced apart.
 """
 
 import collections
-import contextlib
 import functools
 import logging
 import os
@@ -330,7 +329,9 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
         validate_every = settings["validate_every"]
         train_pass = functools.partial(training_pass, opt, feeder(opt, step, train),
                                        train, names, guarded, settings["max_skips"])
-        unheld = SIGINT.unheld() if outer == 0 else contextlib.nullcontext()
+        sigint = SIGINT
+        free = 1 if outer == 0 else 0  # the caller's loop body runs unheld
+        shown, shown_of = None, None   # the validation monitors yielded, and their source
         if run.fails > settings["patience"]:
             log.warning(
                 "the run already ended: patience elapsed after %d validations without "
@@ -380,14 +381,23 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
             display.on_iteration(run, training)
             if saving:
                 state.save(opt, checkpoint, datasets=datasets)
-            SIGINT.check()
+            if sigint.pending:
+                sigint.check()
+            if run.last_validation is not shown_of:  # one copy per validation, as in 0.4
+                shown_of = run.last_validation
+                shown = dict(shown_of)
             # the caller's loop body runs unheld: a Ctrl-C there raises at once (the
-            # handler stays installed, which costs less than swapping it per iteration).
+            # handler stays installed, which costs less than swapping it per iteration;
+            # this is Sigint.unheld's block, inline, since it runs once per update).
             # Under minimize the body is minimize's own, held: the Ctrl-C waits for
             # the loop's next safe point, inside this generator, and ends the run here
-            with unheld:
-                yield training, dict(run.last_validation)
-            SIGINT.check()  # one that came while minimize's body ran: end here
+            sigint._unheld += free
+            try:
+                yield training, shown
+            finally:
+                sigint._unheld -= free
+            if sigint.pending:
+                sigint.check()
     except KeyboardInterrupt:
         reason = "interrupted"
         opt._run.interrupted = True
