@@ -409,8 +409,11 @@ class Optimizer(legacy.Compat):
             ``momentum=0.9``, ``patience=5``. ``learning_rate`` and
             ``momentum`` also take a schedule (see :mod:`downhill.schedules`).
             Also ``progressbar`` (None: on a terminal or in a notebook; see
-            :mod:`downhill.progress`) and, in JAX mode, ``devices`` (an int or
-            a list of devices to shard batches over; see :mod:`downhill.jaxmode`).
+            :mod:`downhill.progress`); in JAX mode, ``devices`` (an int or
+            a list of devices to shard batches over; see :mod:`downhill.jaxmode`);
+            with the Numba backend, ``threads`` (the threads that update each
+            large parameter; default the cores the process may use, at most
+            ``NUMBA_NUM_THREADS``; see :mod:`downhill.parallel`).
 
         Yields
         ------
