@@ -52,14 +52,49 @@ print(json.dumps({"z": z.get_value().tobytes().hex(), "train": train, "valid": v
 """
 
 
-def _start(cache):
-    """Start SCRIPT in a fresh interpreter whose compile cache is ``cache``."""
+#: The same kind of run on a parameter large enough that its update runs on
+#: Numba's threads (downhill.parallel), with and without the skip guard's
+#: loops (downhill.skipguard), on 1 and 2 threads; prints a digest of the
+#: parameter's bytes after each run.
+PARALLEL_SCRIPT = r"""
+import hashlib
+import json
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import downhill
+
+rng = np.random.default_rng(0)
+n = downhill.parallel.MIN_SIZE + 1000
+start = rng.normal(size=n).astype("float32")
+big = pytensor.shared(start.copy(), name="big")
+target = rng.normal(size=n).astype("float32")
+loss = pt.sqr(big - target).mean() + np.float32(0.1) * abs(big).mean()
+opt = downhill.build("sgd", loss, params=[big])
+digests = {}
+for mode in ("raise", "skip"):
+    for threads in (1, 2):
+        big.set_value(start.copy())
+        for var in opt.state_variables:
+            var.set_value(np.zeros_like(var.get_value()))
+        for _ in opt.iterate(max_updates=5, learning_rate=3.0, momentum=0.9,
+                             on_nonfinite=mode, threads=threads, patience=100):
+            pass
+        digests[f"{mode} on {threads}"] = hashlib.sha256(big.get_value().tobytes()).hexdigest()
+step = opt._functions.step()[0]
+assert downhill.parallel.is_parallel(step) and downhill.skipguard.is_guarded_in_loops(step)
+print(json.dumps(digests))
+"""
+
+
+def _start(cache, script=SCRIPT):
+    """Start ``script`` in a fresh interpreter whose compile cache is ``cache``."""
     env = dict(os.environ)
     flags = env.get("PYTENSOR_FLAGS", "")
     env["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"base_compiledir={cache}"]))
     env["NUMBA_CACHE_DIR"] = str(cache / "numba")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -87,6 +122,16 @@ def test_cold_and_warm_runs_give_the_same_numbers(tmp_path):
     assert warm == cold, (
         f"the cached functions compute other numbers than the fresh ones: "
         f"{_ulps_apart(cold['z'], warm['z'])} of 80 elements of z differ")
+
+
+def test_parallel_updates_give_the_same_numbers_cold_warm_and_on_any_threads(tmp_path):
+    first = _start(tmp_path / "a", PARALLEL_SCRIPT)
+    second = _start(tmp_path / "b", PARALLEL_SCRIPT)
+    cold, cold_again = _result(first), _result(second)
+    warm = _result(_start(tmp_path / "a", PARALLEL_SCRIPT))
+    assert len(set(cold.values())) == 1, f"threads or the guard change the numbers: {cold}"
+    assert cold_again == cold, "two fresh compiles differ"
+    assert warm == cold, "the cached parallel functions compute other numbers than fresh ones"
 
 
 def _sequential_sum(values):
