@@ -1,29 +1,34 @@
 """The optimizer's update on every core: a parallel form of PyTensor's fused
-elementwise loop, for the Numba backend.
+elementwise loops, for the Numba backend, and the ``threads`` setting.
 
 PyTensor's Numba backend runs each fused elementwise loop (an ``Elemwise``
 of a ``Composite``, which is what one parameter's update and its state's
-become) on the calling thread. :class:`ParallelElemwise` is the same loop
-cut into blocks of :data:`BLOCK` elements that ``numba.prange`` shares out
-among Numba's threads; each block runs PyTensor's own serial loop for the
-same scalar code, so every element is computed by the same instructions in
-the same order whatever the number of threads: the results are bit for bit
-those of the serial loop.
+become) on the calling thread. :class:`ParallelElemwise` runs one or more
+such loops (the updates of several parameters) in one parallel region: their
+elements, end to end, are cut into one share per thread, and each thread
+runs PyTensor's own serial loop on the pieces of its share. Every element is
+computed by the same scalar code in the same order whatever the number of
+threads, so the results are bit for bit those of the serial loops (IEEE
+arithmetic: downhill compiles without fast-math, see
+:func:`downhill.util.compile_function`).
 
-:func:`mode_with_parallel_updates` adds the rewrite that makes the swap to a
-compile mode: after fusion and the in-place rewrites, the loop that writes an
-update of a shared variable holding at least :data:`MIN_SIZE` elements,
-wholly in place, becomes a :class:`ParallelElemwise`. Smaller updates keep
-PyTensor's serial loop, which costs no thread wake-up (the small step stays
-a few microseconds). The other backends (C, JAX) are left alone.
+:func:`mode_with_parallel_updates` adds the rewrites to a Numba compile mode:
+after fusion and the in-place rewrites, :class:`ParallelUpdates` gathers the
+loops that write updates of shared variables holding at least
+:data:`MIN_SIZE` elements into one :class:`ParallelElemwise`; smaller
+updates keep PyTensor's serial loop and cost no thread wake-up. The C and
+JAX backends are left alone. :mod:`downhill.skipguard` does the same for the
+guard of ``on_nonfinite='skip'``; the Numba code of both lives in
+:mod:`downhill.parallel_numba`.
 
 How many threads the loops use is Numba's setting for the calling thread
-(``numba.set_num_threads``, at most ``NUMBA_NUM_THREADS``);
-:func:`check_threads` checks a ``threads=`` argument and
-:func:`default_threads` gives the default, the cores this process may use.
+(``numba.set_num_threads``, at most ``NUMBA_NUM_THREADS``): the training
+loop sets it to the optimizer's ``threads`` for each pass
+(:func:`on_threads`); :func:`check_threads` checks a ``threads=`` argument
+and :func:`default_threads` gives the default, the cores this process may
+use.
 """
 
-import hashlib
 import os
 import sys
 
@@ -31,6 +36,7 @@ import numpy as np
 import pytensor.scalar as ps
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply
+from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.tensor.elemwise import Elemwise
@@ -39,61 +45,93 @@ from .util import log
 
 __all__ = ["ParallelElemwise", "ParallelUpdates", "mode_with_parallel_updates", "is_numba",
            "is_parallel", "default_threads", "check_threads", "numba_threads",
-           "allowed_threads", "on_threads", "flat_twin", "eligible", "numba_helpers",
-           "size_of",
-           "MIN_SIZE", "ALIGN"]
+           "allowed_threads", "on_threads", "flat_twin", "eligible", "size_of",
+           "MIN_SIZE", "ALIGN", "POSITION"]
 
 #: Updates of variables with fewer elements keep PyTensor's serial loop.
+#: Measured on 2 cores (RMSProp, float32): a parallel loop breaks even at
+#: ~16k elements and is 1.3x faster at 32k, 1.5x at 64k.
 MIN_SIZE = 2 ** 15
 
-#: Each thread's share of a parallel loop starts at a multiple of this many
-#: elements (whole cache lines and vector registers).
+#: Each thread's share of a parallel region starts at a multiple of this
+#: many elements (whole cache lines and vector registers).
 ALIGN = 64
 
-#: Position of the rewrite in PyTensor's rewrite database: after fusion (49)
+#: Position of the rewrites in PyTensor's rewrite database: after fusion (49)
 #: and the in-place rewrites (50.5), and after the Numba-specific ones (100).
 POSITION = 100.5
 
 
-
 class ParallelElemwise(Op):
-    """A fused, in-place elementwise loop run in blocks on Numba's threads.
+    """Fused elementwise loops run together on Numba's threads.
 
-    The same computation as ``elemwise`` (an in-place ``Elemwise`` whose
-    inputs are each either full-size or broadcast from a single element),
-    with the same inputs, outputs and in-place pattern. Its Numba
-    implementation splits the elements into blocks of :data:`BLOCK` and
-    runs PyTensor's serial loop on each block in a ``numba.prange``; inputs
-    that are not C-contiguous, sizes below :data:`MIN_SIZE` and shapes that
-    do not match run the serial loop on the whole arrays instead. Other
-    backends run ``elemwise`` itself.
+    The same computation as the ``members`` (Elemwise ops, typically the
+    in-place updates of several parameters, each with inputs that are
+    full-size or broadcast from a single element): its inputs are the
+    members' inputs one after the other, its outputs their outputs, with
+    their in-place patterns. Its Numba implementation (see
+    :mod:`downhill.parallel_numba`) runs a member on one thread, as
+    PyTensor's own loop on the whole arrays, when its arrays are not
+    C-contiguous or their shapes differ, when it is smaller than
+    :data:`MIN_SIZE` or when there is one thread. Other backends run the
+    members one by one.
 
     Parameters
     ----------
-    elemwise : pytensor.tensor.elemwise.Elemwise
-        The loop to run in parallel.
+    members : tuple of pytensor.tensor.elemwise.Elemwise
+        The loops.
     """
 
-    __props__ = ("elemwise",)
+    __props__ = ("members",)
     parallel = True  # runs loops on Numba's threads (see is_parallel)
 
-    def __init__(self, elemwise):
-        self.elemwise = elemwise
-        self.destroy_map = dict(elemwise.destroy_map)
+    def __init__(self, members):
+        self.members = tuple(members)
+        self.destroy_map = {}
+        n_in = n_out = 0
+        for member in self.members:
+            for out, (inp,) in member.destroy_map.items():
+                self.destroy_map[n_out + out] = [n_in + inp]
+            n_in += member.scalar_op.nin
+            n_out += member.scalar_op.nout
         super().__init__()
 
+    def split(self, values):
+        """``values`` (the node's inputs) cut into the members' inputs."""
+        out, start = [], 0
+        for member in self.members:
+            out.append(list(values[start:start + member.scalar_op.nin]))
+            start += member.scalar_op.nin
+        return out
+
+    def member_nodes(self, node):
+        """The members' own nodes, on this node's inputs."""
+        return [member.make_node(*inputs)
+                for member, inputs in zip(self.members, self.split(node.inputs))]
+
     def make_node(self, *inputs):
-        node = self.elemwise.make_node(*inputs)
-        return Apply(self, list(node.inputs), [out.type() for out in node.outputs])
+        nodes = [member.make_node(*part)
+                 for member, part in zip(self.members, self.split(inputs))]
+        return Apply(self, [var for n in nodes for var in n.inputs],
+                     [out.type() for n in nodes for out in n.outputs])
 
     def perform(self, node, inputs, output_storage):
-        self.elemwise.perform(self.elemwise.make_node(*node.inputs), inputs, output_storage)
+        start = 0
+        for member, member_node, part in zip(self.members, self.member_nodes(node),
+                                             self.split(inputs)):
+            count = len(member_node.outputs)
+            member.perform(member_node, part, output_storage[start:start + count])
+            start += count
 
     def infer_shape(self, fgraph, node, shapes):
-        return self.elemwise.infer_shape(fgraph, self.elemwise.make_node(*node.inputs), shapes)
+        out = []
+        for member, member_node, part in zip(self.members, self.member_nodes(node),
+                                             self.split(shapes)):
+            out.extend(member.infer_shape(fgraph, member_node, part))
+        return out
 
     def __str__(self):
-        return f"Parallel{self.elemwise}"
+        return f"Parallel({', '.join(str(member) for member in self.members)})"
 
 
 def is_parallel(fn):
@@ -116,12 +154,12 @@ def is_parallel(fn):
 
 def flat_twin(node, redirect_all=False):
     """The 1-d, wholly in-place twin of an Elemwise node, whose serial loop
-    runs one block.
+    runs one piece of the parallel loop.
 
     Its inputs are the node's full inputs as vectors, the others as
     broadcast one-element vectors, then one more vector per output that is
     not written in place (with ``redirect_all``: per output), into which the
-    output's block is written (an input the scalar code does not read). The
+    output's piece is written (an input the scalar code does not read). The
     scalar code is the node's own, so every element comes out bit for bit
     as in the node's loop.
 
@@ -130,7 +168,7 @@ def flat_twin(node, redirect_all=False):
     node : Apply
         An Elemwise node whose inputs are full-size or single elements.
     redirect_all : bool, optional
-        Write every output into a vector of its own, in place outputs too.
+        Write every output into a vector of its own, in-place outputs too.
 
     Returns
     -------
@@ -160,7 +198,7 @@ def flat_twin(node, redirect_all=False):
 
 
 def eligible(node):
-    """Whether ``node`` is an Elemwise this module can run in blocks: every
+    """Whether ``node`` is an Elemwise this module can run in pieces: every
     input full-size or a single element."""
     op = node.op
     if not isinstance(op, Elemwise) or not node.outputs:
@@ -183,12 +221,26 @@ def size_of(var):
         return 0
 
 
-class ParallelUpdates(GraphRewriter):
-    """Run large in-place update loops as :class:`ParallelElemwise`.
+def _ancestors(node):
+    """Every node ``node`` depends on."""
+    seen, stack = set(), [var.owner for var in node.inputs if var.owner is not None]
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(var.owner for var in current.inputs if var.owner is not None)
+    return seen
 
-    A loop qualifies when it writes, in place, the new value of a shared
-    variable (an update of the compiled function) holding at least
-    ``min_size`` elements, and every output of the loop is in place.
+
+class ParallelUpdates(GraphRewriter):
+    """Run the loops that write large updates together on Numba's threads.
+
+    A loop (an eligible Elemwise, see :func:`eligible`) qualifies when it
+    writes the new value of a shared variable (an update of the compiled
+    function) holding at least ``min_size`` elements. The qualifying loops
+    that do not depend on one another become one :class:`ParallelElemwise`
+    (one parallel region per step however many parameters); a loop that
+    another depends on gets its own.
 
     Parameters
     ----------
@@ -201,20 +253,40 @@ class ParallelUpdates(GraphRewriter):
         super().__init__()
         self.min_size = MIN_SIZE if min_size is None else min_size
 
+    def add_requirements(self, fgraph):
+        fgraph.attach_feature(ReplaceValidate())
+
     def apply(self, fgraph):
         mapping = getattr(fgraph, "update_mapping", None) or {}
-        sizes = {}
-        for out_index, in_index in mapping.items():
+        loops = []
+        for out_index, in_index in sorted(mapping.items()):
             node = fgraph.outputs[out_index].owner
-            if node is not None:
-                size = size_of(fgraph.inputs[in_index])
-                sizes[node] = max(sizes.get(node, 0), size)
-        for node, size in sizes.items():
-            if size < self.min_size or node not in fgraph.apply_nodes or not eligible(node):
-                continue
-            new = ParallelElemwise(node.op).make_node(*node.inputs)
-            fgraph.replace_all_validate(list(zip(node.outputs, new.outputs)),
-                                        reason="downhill_parallel_updates")
+            if node is not None and node not in loops and eligible(node) \
+                    and size_of(fgraph.inputs[in_index]) >= self.min_size:
+                loops.append(node)
+        groups = []  # loops none of which depends on another
+        for node in loops:
+            before = _ancestors(node)
+            for group in groups:
+                if not any(other in before or node in group[other] for other in group):
+                    group[node] = before
+                    break
+            else:
+                groups.append({node: before})
+        for group in groups:
+            self._replace(fgraph, list(group))
+
+    @staticmethod
+    def _replace(fgraph, nodes):
+        new = ParallelElemwise([node.op for node in nodes]).make_node(
+            *[var for node in nodes for var in node.inputs])
+        pairs = list(zip([out for node in nodes for out in node.outputs], new.outputs))
+        try:
+            fgraph.replace_all_validate(pairs, reason="downhill_parallel_updates")
+        except Exception as error:  # e.g. an order the in-place writes cannot take
+            log.debug("updates not run together (%s): one by one", error)
+            for node in nodes if len(nodes) > 1 else ():
+                ParallelUpdates._replace(fgraph, [node])
 
 
 def is_numba(mode):
@@ -236,7 +308,10 @@ def is_numba(mode):
 
 
 def mode_with_parallel_updates(mode):
-    """``mode`` with :class:`ParallelUpdates` added, if it is a Numba mode.
+    """``mode`` with the parallel updates' rewrites, if it is a Numba mode.
+
+    Adds :class:`ParallelUpdates` and the skip guard's
+    :class:`~downhill.skipguard.GuardLoops`.
 
     Parameters
     ----------
@@ -246,25 +321,31 @@ def mode_with_parallel_updates(mode):
     Returns
     -------
     str, pytensor Mode or None
-        The mode with the rewrite, or ``mode`` unchanged for other linkers
+        The mode with the rewrites, or ``mode`` unchanged for other linkers
         (C, JAX, Python) or when Numba cannot run parallel loops here.
     """
     from pytensor.compile.mode import get_mode
-    from .skipguard import POSITION as GUARD_POSITION, GuardLoops
+
+    from . import skipguard
     if not is_numba(mode) or not _threading_works():
         return mode
-    return get_mode(mode).register((GuardLoops(), GUARD_POSITION), (ParallelUpdates(), POSITION))
+    return get_mode(mode).register((skipguard.GuardLoops(), skipguard.POSITION),
+                                   (ParallelUpdates(), POSITION))
 
 
 _THREADING = []
 
 
 def _threading_works():
-    """Whether Numba's thread pool starts (checked once per process)."""
+    """Whether Numba's thread pool starts, and the Numba code is registered
+    (checked once per process)."""
     if not _THREADING:
         try:
             from numba.np.ufunc import parallel
+
+            from . import parallel_numba
             parallel._launch_threads()
+            parallel_numba.register()
             _THREADING.append(True)
         except Exception as error:  # no threading layer: stay serial
             log.warning("Numba's threads are unavailable, updates run serially: %s", error)
@@ -275,19 +356,26 @@ def _threading_works():
 # -- threads ----------------------------------------------------------
 
 def numba_threads():
-    """The size of Numba's thread pool (``NUMBA_NUM_THREADS``)."""
-    import numba
+    """The size of Numba's thread pool (``NUMBA_NUM_THREADS``; without
+    Numba, the cores this process may use)."""
+    try:
+        import numba
+    except ImportError:
+        return _cores()
     return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def default_threads():
     """The default number of threads: the cores this process may use
     (``os.sched_getaffinity``), at most Numba's pool (``NUMBA_NUM_THREADS``)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, numba_threads()))
+    return max(1, min(_cores(), numba_threads()))
 
 
 def check_threads(threads):
@@ -356,9 +444,9 @@ def on_threads(threads, batches):
 
 
 def _after_fork_in_child():
-    # Numba's OpenMP layer aborts a forked child that starts a parallel loop
-    # ("fork() called from a process already using GNU OpenMP"): its loops
-    # run serially there (the parallel loops take the serial path on 1 thread)
+    # Numba's OpenMP layer ends a forked child that starts a parallel loop
+    # ("fork() called from a process already using GNU OpenMP"): there the
+    # loops run on 1 thread, which takes the serial path and starts none
     numba = sys.modules.get("numba")
     if numba is None:
         return
@@ -373,163 +461,3 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# -- the Numba implementation ----------------------------------------
-
-_HELPERS = {}
-
-
-def numba_helpers():
-    """What the Numba implementations here share: ``numba``, PyTensor's
-    Numba dispatch module (``numba_basic``), its source compiler
-    (``compile``), and functions callable from Numba code: ``threads()``
-    (the calling thread's thread count, by the symbol Numba's own parallel
-    loops call, so that the code can be cached), ``contiguous(x)``,
-    ``flat(x)`` (a C-contiguous array as a flat view), ``flat_in(x)`` (flat,
-    copied if need be) and ``spare(x, shape)`` (``x`` if it is a
-    C-contiguous array of that shape, else a new one)."""
-    return _HELPERS
-
-
-def _register_numba():
-    """Register the Numba implementation of :class:`ParallelElemwise`."""
-    import numba
-    from numba.core import types
-    from numba.np.ufunc import parallel as parallel_numba
-    from numba.extending import overload
-    from pytensor.link.numba.cache import compile_numba_function_src
-    from pytensor.link.numba.dispatch import basic as numba_basic
-
-    # the thread count by the symbol Numba's own parallel loops call: a
-    # function that calls numba.get_num_threads() (a ctypes pointer) cannot be
-    # kept in the compile cache
-    threads = parallel_numba._iget_num_threads
-
-    def contiguous(x):
-        pass
-
-    @overload(contiguous)
-    def _contiguous(x):
-        # decided by the type: only arrays Numba knows to be C-contiguous are
-        # viewed as flat vectors (a view is needed to write in place)
-        value = isinstance(x, types.Array) and x.layout == "C"
-        return lambda x: value
-
-    def flat(x):
-        pass
-
-    @overload(flat)
-    def _flat(x):
-        if isinstance(x, types.Array) and x.layout == "C":
-            return lambda x: x.reshape(x.size)
-        return lambda x: np.empty(0, dtype=x.dtype)  # never reached: contiguous() is False
-
-    def flat_in(x):
-        pass
-
-    @overload(flat_in)
-    def _flat_in(x):
-        # an input that is only read: viewed flat, or copied to be
-        if isinstance(x, types.Array) and x.layout == "C":
-            return lambda x: x.reshape(x.size)
-        return lambda x: np.ascontiguousarray(x).reshape(x.size)
-
-    def spare(x, shape):
-        pass
-
-    @overload(spare)
-    def _spare(x, shape):
-        # an output buffer given as an input: used if it fits, else a new one
-        if isinstance(x, types.Array) and x.layout == "C":
-            return lambda x, shape: x if x.shape == shape else np.empty(shape, dtype=x.dtype)
-        return lambda x, shape: np.empty(shape, dtype=x.dtype)
-
-    _HELPERS.update(numba=numba, numba_basic=numba_basic, compile=compile_numba_function_src,
-                    threads=threads, contiguous=contiguous, flat=flat, flat_in=flat_in,
-                    spare=spare)
-
-    @numba_basic.register_funcify_and_cache_key(ParallelElemwise)
-    def numba_funcify_ParallelElemwise(op, node, **kwargs):
-        elemwise_node = op.elemwise.make_node(*node.inputs)
-        serial, serial_key = numba_basic.numba_funcify_and_cache_key(
-            op.elemwise, node=elemwise_node, **kwargs)
-        twin = flat_twin(elemwise_node)
-        block, block_key = numba_basic.numba_funcify_and_cache_key(
-            twin.op, node=twin, **kwargs)
-        env = {"np": np, "numba": numba, "threads": threads, "serial_loop": serial,
-               "block_loop": block, "contiguous": contiguous, "flat": flat}
-        source = _source(node, op.elemwise.inplace_pattern)
-        # one namespace, so that parallel_elemwise finds parallel_blocks
-        fn = compile_numba_function_src(source, "parallel_elemwise", env, env)
-        fn = numba_basic.numba_njit(fn)
-        if serial_key is None or block_key is None:
-            return fn, None
-        # the generated source is part of the key: other code, other key
-        key = hashlib.sha256(str(("downhill.ParallelElemwise", source, serial_key,
-                                  block_key)).encode()).hexdigest()
-        return fn, key
-
-
-def _source(node, inplace_pattern):
-    """Python source of the Numba implementation of a
-    :class:`ParallelElemwise` node: ``parallel_elemwise(i0, i1, ...)``,
-    which checks the arrays and runs ``parallel_blocks``, a ``prange`` of
-    one block per thread, each running ``block_loop`` (the serial loop of
-    the node's 1-d twin, see :func:`flat_twin`) on its slice; or, for
-    what it cannot cut into blocks, ``serial_loop`` (the node's own loop)."""
-    names = [f"i{k}" for k in range(len(node.inputs))]
-    full = [not any(var.type.broadcastable) for var in node.inputs]
-    first = names[full.index(True)]
-    ndim = node.outputs[0].type.ndim
-    fresh = [k for k in range(len(node.outputs)) if k not in inplace_pattern]
-    # the block kernel's arguments: flat full inputs (f), one-element vectors
-    # for the broadcast ones (s), flat new outputs (o)
-    params = [f"f{k}" if full[k] else f"s{k}" for k in range(len(names))]
-    params += [f"o{k}" for k in fresh]
-    sliced = [f"{p}[lo:hi]" if p[0] in "fo" else p for p in params]
-    index = "[" + ", ".join("0" for _ in range(ndim)) + "]"
-    checks = " and ".join(f"contiguous({names[k]})" for k in range(len(names)) if full[k])
-    shapes = "".join(f" or {names[k]}.shape != {first}.shape"
-                     for k in range(len(names)) if full[k] and names[k] != first)
-    lines = [
-        f"def parallel_elemwise({', '.join(names)}):",
-        f"    if not ({checks}):",
-        f"        return serial_loop({', '.join(names)})",
-        f"    n = {first}.size",
-        f"    if n < {MIN_SIZE} or threads() < 2{shapes}:",
-        f"        return serial_loop({', '.join(names)})",
-    ]
-    for k in range(len(names)):
-        if not full[k]:
-            lines.append(f"    s{k} = np.empty(1, dtype={names[k]}.dtype)")
-            lines.append(f"    s{k}[0] = {names[k]}{index}")
-    for k in fresh:
-        dtype = node.outputs[k].type.dtype
-        lines.append(f"    o{k} = np.empty({first}.shape, dtype=np.{dtype})")
-    args = [f"flat({names[k]})" if full[k] else f"s{k}" for k in range(len(names))]
-    args += [f"flat(o{k})" for k in fresh]
-    lines.append(f"    parallel_blocks(n, {', '.join(args)})")
-    outputs = [f"o{k}" if k in fresh else names[inplace_pattern[k]]
-               for k in range(len(node.outputs))]
-    lines.append("    return " + (outputs[0] if len(outputs) == 1
-                                  else f"({', '.join(outputs)},)"))
-    lines += [
-        "",
-        "@numba.njit(parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)",
-        f"def parallel_blocks(n, {', '.join(params)}):",
-        "    count = threads()",
-        f"    size = ((n + count - 1) // count + {ALIGN - 1}) // {ALIGN} * {ALIGN}",
-        "    for b in numba.prange(count):",
-        "        lo = b * size",
-        "        hi = min(lo + size, n)",
-        "        if lo < hi:",
-        f"            block_loop({', '.join(sliced)})",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-try:
-    _register_numba()
-except ImportError:  # no numba: the rewrite is never added (see mode_with_parallel_updates)
-    pass

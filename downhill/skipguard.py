@@ -11,8 +11,8 @@ every step (25 times the unguarded step for a million parameters).
 
 :class:`GuardLoops` rewrites it, after PyTensor's fusion, into what the
 guard needs: :class:`FiniteElemwise`, the parameter's fused loop run for its
-finiteness alone (each array read once, nothing written but the flags, in
-parallel blocks), and then the parameter's update, ``switch(finite, new,
+finiteness alone (each array read once, nothing written but the flags, on
+Numba's threads; its Numba code is in :mod:`downhill.parallel_numba`), and then the parameter's update, ``switch(finite, new,
 old)`` fused into one in-place loop, which
 :class:`~downhill.parallel.ParallelUpdates` then runs on every core. The
 step's values are those of the unguarded step, bit for bit. The price is
@@ -24,8 +24,6 @@ traffic.
 Variables below :data:`~downhill.parallel.MIN_SIZE` elements, and graphs
 that are not what the guard makes, are left as PyTensor compiled them.
 """
-
-import hashlib
 
 import numpy as np
 import pytensor.scalar as ps
@@ -229,138 +227,3 @@ class GuardLoops(GraphRewriter):
             fgraph.replace_all_validate(pairs, reason="downhill_guard_loops")
         except Exception as error:  # e.g. the in-place update cannot be ordered
             log.debug("the guard's loops are not used: %s", error)
-
-
-# -- the Numba implementation ----------------------------------------
-
-def _register_numba():
-    helpers = parallel.numba_helpers()
-    if not helpers:
-        return
-    numba_basic = helpers["numba_basic"]
-
-    @numba_basic.register_funcify_and_cache_key(FiniteElemwise)
-    def numba_funcify_FiniteElemwise(op, node, **kwargs):
-        loop_node = op.elemwise.make_node(*node.inputs)
-        twin = parallel.flat_twin(_mask_loop(loop_node, op.roles), redirect_all=True)
-        block, block_key = numba_basic.numba_funcify_and_cache_key(twin.op, node=twin, **kwargs)
-        env = {"np": np, "block_loop": block, **{k: helpers[k] for k in (
-            "numba", "threads", "flat", "flat_in")}}
-        source = _source(node, op.roles)
-        fn = helpers["compile"](source, "finite_elemwise", env, env)
-        fn = numba_basic.numba_njit(fn)
-        if block_key is None:
-            return fn, None
-        # the generated source is part of the key: other code, other key
-        key = hashlib.sha256(str(("downhill.FiniteElemwise", source, block_key)).encode())
-        return fn, key.hexdigest()
-
-
-def _mask_loop(node, roles):
-    """An Elemwise node computing, of ``node``'s outputs, a bit mask of the
-    ``"all"`` outputs that are false (bit ``j`` for the ``j``-th of them),
-    then the ``"fresh"`` outputs; the ``"drop"`` outputs are not computed."""
-    scalar = node.op.scalar_op
-    if isinstance(scalar, ps.Composite):
-        inner_in, inner_out = list(scalar.inputs), list(scalar.outputs)
-    else:
-        inner_in = [ps.get_scalar_type(var.type.dtype)() for var in node.inputs]
-        inner_out = scalar.make_node(*inner_in).outputs
-    counted = [k for k, role in enumerate(roles) if role == "all"]
-    dtype = _mask_dtype(len(counted))
-    mask = None
-    for j, k in enumerate(counted):
-        bit = ps.cast(ps.invert(inner_out[k]), dtype) * ps.constant(np.asarray(1 << j, dtype))
-        mask = bit if mask is None else mask + bit
-    outputs = [mask] + [inner_out[k] for k, role in enumerate(roles) if role == "fresh"]
-    return Elemwise(ps.Composite(inner_in, outputs)).make_node(*node.inputs)
-
-
-def _mask_dtype(count):
-    return next(f"uint{bits}" for bits in (8, 16, 32, 64) if count <= bits)
-
-
-def _source(node, roles):
-    """Python source of a :class:`FiniteElemwise` node's Numba implementation:
-    ``finite_elemwise(i0, ...)`` checks the arrays, makes the fresh outputs
-    and runs ``chunk`` (sub-blocks of the serial loop of :func:`_mask_loop`'s
-    twin, the masks or-ed together while in the cache) on the whole range,
-    or on one share per thread in ``parallel_chunks``."""
-    names = [f"i{k}" for k in range(len(node.inputs))]
-    full = [not any(var.type.broadcastable) for var in node.inputs]
-    first = names[full.index(True)]
-    ndim = node.inputs[full.index(True)].type.ndim
-    counted = [k for k, role in enumerate(roles) if role == "all"]
-    fresh = [k for k, role in enumerate(roles) if role == "fresh"]
-    dtype = _mask_dtype(len(counted))
-    index = "[" + ", ".join("0" for _ in range(ndim)) + "]"
-    lines = [f"def finite_elemwise({', '.join(names)}):",
-             f"    shape = {first}.shape",
-             f"    n = {first}.size"]
-    for k, name in enumerate(names):
-        if full[k] and name != first:
-            lines += [f"    if {name}.shape != shape:",
-                      "        raise ValueError('the arrays of the update differ in shape')"]
-    args = []
-    for k, name in enumerate(names):
-        if full[k]:
-            args.append(f"flat_in({name})")
-        else:
-            lines += [f"    s{k} = np.empty(1, dtype={name}.dtype)", f"    s{k}[0] = {name}{index}"]
-            args.append(f"s{k}")
-    for k in fresh:
-        lines.append(f"    o{k} = np.empty(shape, dtype=np.{node.outputs[k].type.dtype})")
-        args.append(f"flat(o{k})")
-    lines += [f"    if n < {parallel.MIN_SIZE} or threads() < 2:",
-              f"        bad = chunk(0, n, {', '.join(args)})",
-              "    else:",
-              f"        bad = parallel_chunks(n, {', '.join(args)})"]
-    returned = []
-    for k, role in enumerate(roles):
-        if role == "all":
-            returned.append(f"np.asarray(bad & {1 << counted.index(k)} == 0)")
-        elif role == "drop":
-            returned.append(f"np.empty(({'0, ' * ndim}), dtype=np.{node.outputs[k].type.dtype})")
-        else:
-            returned.append(f"o{k}")
-    lines.append("    return " + (returned[0] if len(returned) == 1
-                                  else f"({', '.join(returned)},)"))
-    params = [f"a{k}" if full[k] else f"s{k}" for k in range(len(names))]
-    params += [f"f{k}" for k in fresh]
-    block_args = [f"a{k}[lo:hi]" if full[k] else f"s{k}" for k in range(len(names))]
-    block_args += ["mask[:m]"] + [f"f{k}[lo:hi]" for k in fresh]
-    lines += ["", "@numba.njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)",
-              f"def chunk(lo0, hi0, {', '.join(params)}):",
-              f"    mask = np.empty({SUB_BLOCK}, dtype=np.{dtype})",
-              "    bad = 0",
-              "    lo = lo0",
-              "    while lo < hi0:",
-              f"        hi = min(lo + {SUB_BLOCK}, hi0)",
-              "        m = hi - lo",
-              f"        block_loop({', '.join(block_args)})",
-              f"        found = np.{dtype}(0)",
-              "        for i in range(m):",
-              "            found |= mask[i]",
-              "        bad |= found",
-              "        lo = hi",
-              "    return bad",
-              "",
-              "@numba.njit(parallel=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)",
-              f"def parallel_chunks(n, {', '.join(params)}):",
-              "    count = threads()",
-              f"    size = ((n + count - 1) // count + {parallel.ALIGN - 1}) "
-              f"// {parallel.ALIGN} * {parallel.ALIGN}",
-              f"    found = np.zeros(count, dtype=np.{dtype})",
-              "    for b in numba.prange(count):",
-              "        lo = b * size",
-              "        hi = min(lo + size, n)",
-              "        if lo < hi:",
-              f"            found[b] = chunk(lo, hi, {', '.join(params)})",
-              "    bad = 0",
-              "    for b in range(count):",
-              "        bad |= found[b]",
-              "    return bad"]
-    return "\n".join(lines) + "\n"
-
-
-_register_numba()

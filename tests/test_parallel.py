@@ -26,14 +26,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(downhill.__file__)))
 
 
 def model(rng, dtype="float32", order="C"):
-    """A least-squares problem with one large and two small parameters."""
+    """A least-squares problem with two large and two small parameters."""
     w = pytensor.shared(np.asarray(rng.normal(size=(LARGE // 5, 5)) * 0.1, dtype=dtype,
                                    order=order), name="w")
+    u = pytensor.shared(np.zeros(LARGE + 1, dtype), name="u")
     b = pytensor.shared(np.zeros(5, dtype), name="b")
     c = pytensor.shared(np.zeros(SMALL, dtype), name="c")
     x = pt.matrix("x", dtype=dtype)
     y = pt.matrix("y", dtype=dtype)
-    loss = (pt.sqr(x @ w + b - y)).mean() + pt.sqr(c - 1).mean()
+    loss = (pt.sqr(x @ w + b - y)).mean() + pt.sqr(c - 1).mean() + pt.sqr(u - x.mean()).mean()
     X = rng.normal(size=(16, LARGE // 5)).astype(dtype)
     Y = rng.normal(size=(16, 5)).astype(dtype)
     return loss, [X, Y]
@@ -78,11 +79,13 @@ def test_one_and_two_threads_give_the_same_bits(algo, hypers):
     opt1, one = trained(algo, 1, hypers)
     opt2, two = trained(algo, 2, hypers)
     assert same_bits(one, two)
-    # the large parameter's update ran in blocks, the small ones' did not
+    # the large parameters' updates ran together in one parallel loop, the
+    # small ones' in PyTensor's serial loops
     fn = opt2._functions.step()[0]
     nodes = update_nodes(opt2, fn)
     assert parallel.is_parallel(fn)
     assert isinstance(nodes["w"].op, parallel.ParallelElemwise)
+    assert nodes["u"] is nodes["w"] and len(nodes["w"].op.members) == 2
     for name in ("b", "c"):
         assert not isinstance(nodes[name].op, parallel.ParallelElemwise)
 
@@ -130,7 +133,8 @@ def test_the_parallel_update_agrees_with_numpy():
 
 def test_arrays_that_cannot_be_cut_take_the_serial_loop():
     # a Fortran-ordered parameter (and so state) is not C-contiguous: the
-    # parallel node falls back to PyTensor's loop on the whole arrays
+    # parallel node runs PyTensor's loop on its whole arrays (and the other
+    # parameter's update in pieces)
     _, c_order = trained("rmsprop", 2, {})
     opt, f_order = trained("rmsprop", 2, {}, order="F")
     assert opt.params[0].get_value(borrow=True).flags.f_contiguous
