@@ -10,7 +10,7 @@ runs PyTensor's own serial loop on the pieces of its share. Every element is
 computed by the same scalar code in the same order whatever the number of
 threads, so the results are bit for bit those of the serial loops (IEEE
 arithmetic: downhill compiles without fast-math, see
-:func:`downhill.util.compile_function`).
+``downhill.util.compile_function``).
 
 :func:`mode_with_parallel_updates` adds the rewrites to a Numba compile mode:
 after fusion and the in-place rewrites, :class:`ParallelUpdates` gathers the
@@ -19,12 +19,12 @@ loops that write updates of shared variables holding at least
 updates keep PyTensor's serial loop and cost no thread wake-up. The C and
 JAX backends are left alone. :mod:`downhill.skipguard` does the same for the
 guard of ``on_nonfinite='skip'``; the Numba code of both lives in
-:mod:`downhill.parallel_numba`.
+``downhill.parallel_numba``.
 
 How many threads the loops use is Numba's setting for the calling thread
 (``numba.set_num_threads``, at most ``NUMBA_NUM_THREADS``): the training
 loop sets it to the optimizer's ``threads`` for each pass
-(:func:`on_threads`); :func:`check_threads` checks a ``threads=`` argument
+(``on_threads``); :func:`check_threads` checks a ``threads=`` argument
 and :func:`default_threads` gives the default, the cores this process may
 use.
 """
@@ -70,7 +70,7 @@ class ParallelElemwise(Op):
     full-size or broadcast from a single element): its inputs are the
     members' inputs one after the other, its outputs their outputs, with
     their in-place patterns. Its Numba implementation (see
-    :mod:`downhill.parallel_numba`) runs a member on one thread, as
+    ``downhill.parallel_numba``) runs a member on one thread, as
     PyTensor's own loop on the whole arrays, when its arrays are not
     C-contiguous or their shapes differ, when it is smaller than
     :data:`MIN_SIZE` or when there is one thread. Other backends run the
@@ -97,7 +97,18 @@ class ParallelElemwise(Op):
         super().__init__()
 
     def split(self, values):
-        """``values`` (the node's inputs) cut into the members' inputs."""
+        """The node's inputs (or anything in their order) cut per member.
+
+        Parameters
+        ----------
+        values : sequence
+            One item per input of the node.
+
+        Returns
+        -------
+        list of lists
+            The items of each member's inputs.
+        """
         out, start = [], 0
         for member in self.members:
             out.append(list(values[start:start + member.scalar_op.nin]))
@@ -105,17 +116,46 @@ class ParallelElemwise(Op):
         return out
 
     def member_nodes(self, node):
-        """The members' own nodes, on this node's inputs."""
+        """The members' own nodes, on this node's inputs.
+
+        Parameters
+        ----------
+        node : Apply
+            A node of this Op.
+
+        Returns
+        -------
+        list of Apply
+        """
         return [member.make_node(*inputs)
                 for member, inputs in zip(self.members, self.split(node.inputs))]
 
     def make_node(self, *inputs):
+        """The node on ``inputs``, the members' inputs one after the other.
+
+        Parameters
+        ----------
+        *inputs : pytensor Variable
+
+        Returns
+        -------
+        Apply
+        """
         nodes = [member.make_node(*part)
                  for member, part in zip(self.members, self.split(inputs))]
         return Apply(self, [var for n in nodes for var in n.inputs],
                      [out.type() for n in nodes for out in n.outputs])
 
     def perform(self, node, inputs, output_storage):
+        """Run the members one by one (the Python implementation).
+
+        Parameters
+        ----------
+        node : Apply
+        inputs : list of numpy.ndarray
+        output_storage : list of lists
+            As for every PyTensor Op.
+        """
         start = 0
         for member, member_node, part in zip(self.members, self.member_nodes(node),
                                              self.split(inputs)):
@@ -124,6 +164,19 @@ class ParallelElemwise(Op):
             start += count
 
     def infer_shape(self, fgraph, node, shapes):
+        """The members' output shapes.
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+        node : Apply
+        shapes : list of tuples
+            As for every PyTensor Op.
+
+        Returns
+        -------
+        list of tuples
+        """
         out = []
         for member, member_node, part in zip(self.members, self.member_nodes(node),
                                              self.split(shapes)):
@@ -198,8 +251,18 @@ def flat_twin(node, redirect_all=False):
 
 
 def eligible(node):
-    """Whether ``node`` is an Elemwise this module can run in pieces: every
-    input full-size or a single element."""
+    """Whether ``node`` is an Elemwise this module can run in pieces.
+
+    Parameters
+    ----------
+    node : Apply
+
+    Returns
+    -------
+    bool
+        True for an Elemwise of at least one dimension whose inputs are each
+        full-size or broadcast from a single element.
+    """
     op = node.op
     if not isinstance(op, Elemwise) or not node.outputs:
         return False
@@ -214,7 +277,17 @@ def eligible(node):
 
 
 def size_of(var):
-    """The number of elements of a shared variable's value (0 if unknown)."""
+    """The number of elements of a shared variable's value.
+
+    Parameters
+    ----------
+    var : pytensor Variable
+
+    Returns
+    -------
+    int
+        0 for a variable without a value.
+    """
     try:
         return int(np.size(var.get_value(borrow=True)))
     except Exception:  # not a shared variable, or a value without a size
@@ -235,7 +308,7 @@ def _ancestors(node):
 class ParallelUpdates(GraphRewriter):
     """Run the loops that write large updates together on Numba's threads.
 
-    A loop (an eligible Elemwise, see :func:`eligible`) qualifies when it
+    A loop (an eligible Elemwise, see ``eligible``) qualifies when it
     writes the new value of a shared variable (an update of the compiled
     function) holding at least ``min_size`` elements. The qualifying loops
     that do not depend on one another become one :class:`ParallelElemwise`
@@ -254,9 +327,23 @@ class ParallelUpdates(GraphRewriter):
         self.min_size = MIN_SIZE if min_size is None else min_size
 
     def add_requirements(self, fgraph):
+        """Replacements are validated (PyTensor's ``ReplaceValidate``).
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+        """
         fgraph.attach_feature(ReplaceValidate())
 
     def apply(self, fgraph):
+        """Rewrite ``fgraph`` in place.
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+            A compiled function's graph (its ``update_mapping`` names the
+            updates).
+        """
         mapping = getattr(fgraph, "update_mapping", None) or {}
         loops = []
         for out_index, in_index in sorted(mapping.items()):
@@ -413,8 +500,19 @@ _FORKED = []  # set in a child forked after GNU OpenMP's threads started
 
 
 def allowed_threads(threads):
-    """``threads``, or 1 in a process forked from one whose OpenMP threads
-    had started (GNU OpenMP's threads do not survive a fork)."""
+    """The threads a parallel loop may use here.
+
+    Parameters
+    ----------
+    threads : int
+        The threads asked for.
+
+    Returns
+    -------
+    int
+        ``threads``, or 1 in a process forked from one whose OpenMP threads
+        had started (GNU OpenMP's threads do not survive a fork).
+    """
     return 1 if _FORKED else threads
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import parallel, skipguard
 
-__all__ = ["register", "parallel_source", "finite_source", "mask_loop"]
+__all__ = ["register"]
 
 _REGISTERED = []
 

@@ -1,7 +1,7 @@
 """The guard of ``on_nonfinite='skip'`` on the Numba backend, as two loops
 over each large parameter: a read-only test, then the in-place update.
 
-The guard (:func:`downhill.nonfinite.guard`) keeps every variable's old value
+The guard (``downhill.nonfinite.guard``) keeps every variable's old value
 unless the loss, the gradients and every new value are finite: per variable
 ``switch(finite, new, old)``, with ``finite`` reduced from the new values.
 PyTensor compiles that as a loop that writes the new values and their
@@ -12,7 +12,7 @@ every step (25 times the unguarded step for a million parameters).
 :class:`GuardLoops` rewrites it, after PyTensor's fusion, into what the
 guard needs: :class:`FiniteElemwise`, the parameter's fused loop run for its
 finiteness alone (each array read once, nothing written but the flags, on
-Numba's threads; its Numba code is in :mod:`downhill.parallel_numba`), and then the parameter's update, ``switch(finite, new,
+Numba's threads; its Numba code is in ``downhill.parallel_numba``), and then the parameter's update, ``switch(finite, new,
 old)`` fused into one in-place loop, which
 :class:`~downhill.parallel.ParallelUpdates` then runs on every core. The
 step's values are those of the unguarded step, bit for bit. The price is
@@ -86,6 +86,16 @@ class FiniteElemwise(Op):
         super().__init__()
 
     def make_node(self, *inputs):
+        """The node on the loop's inputs.
+
+        Parameters
+        ----------
+        *inputs : pytensor Variable
+
+        Returns
+        -------
+        Apply
+        """
         node = self.elemwise.make_node(*inputs)
         outputs = []
         for role, out in zip(self.roles, node.outputs):
@@ -98,6 +108,15 @@ class FiniteElemwise(Op):
         return Apply(self, list(node.inputs), outputs)
 
     def perform(self, node, inputs, output_storage):
+        """Run the loop and reduce (the Python implementation).
+
+        Parameters
+        ----------
+        node : Apply
+        inputs : list of numpy.ndarray
+        output_storage : list of lists
+            As for every PyTensor Op.
+        """
         loop = Elemwise(self.elemwise.scalar_op)  # no input overwritten
         storage = [[None] for _ in self.roles]
         loop.perform(loop.make_node(*node.inputs), inputs, storage)
@@ -175,9 +194,23 @@ class GuardLoops(GraphRewriter):
         self.min_size = parallel.MIN_SIZE if min_size is None else min_size
 
     def add_requirements(self, fgraph):
+        """Replacements are validated (PyTensor's ``ReplaceValidate``).
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+        """
         fgraph.attach_feature(ReplaceValidate())
 
     def apply(self, fgraph):
+        """Rewrite ``fgraph`` in place.
+
+        Parameters
+        ----------
+        fgraph : FunctionGraph
+            A compiled function's graph (its ``update_mapping`` names the
+            updates).
+        """
         mapping = getattr(fgraph, "update_mapping", None) or {}
         groups = {}
         for out_index, in_index in mapping.items():

@@ -99,7 +99,7 @@ def test_the_parallel_step_computes_the_serial_loops_bits(algo, hypers):
     loss, (X, Y) = model(rng)
     opt = downhill.build(algo, loss)
     updates = opt.get_updates(learning_rate=opt._defaults.get("learning_rate", 1e-4), **hypers)
-    fn = downhill.util.compile_function(opt.inputs, opt._loss, updates=updates)
+    fn = downhill.util.compile_function(opt.inputs, opt._loss, updates=updates, mode="NUMBA")
     assert not parallel.is_parallel(fn)
     for _ in range(3):  # iterate's three updates, each on the one batch
         fn(X, Y)
