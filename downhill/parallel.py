@@ -397,8 +397,9 @@ def is_numba(mode):
 def mode_with_parallel_updates(mode):
     """``mode`` with the parallel updates' rewrites, if it is a Numba mode.
 
-    Adds :class:`ParallelUpdates` and the skip guard's
-    :class:`~downhill.skipguard.GuardLoops`.
+    Adds :class:`ParallelUpdates`, the skip guard's
+    :class:`~downhill.skipguard.GuardLoops` and the blocked sums of
+    :class:`~downhill.blocksum.BlockSums`.
 
     Parameters
     ----------
@@ -413,11 +414,12 @@ def mode_with_parallel_updates(mode):
     """
     from pytensor.compile.mode import get_mode
 
-    from . import skipguard
+    from . import blocksum, skipguard
     if not is_numba(mode) or not _threading_works():
         return mode
     return get_mode(mode).register((skipguard.GuardLoops(), skipguard.POSITION),
-                                   (ParallelUpdates(), POSITION))
+                                   (ParallelUpdates(), POSITION),
+                                   (blocksum.BlockSums(), blocksum.POSITION))
 
 
 _THREADING = []
@@ -430,9 +432,10 @@ def _threading_works():
         try:
             from numba.np.ufunc import parallel
 
-            from . import parallel_numba
+            from . import blocksum, parallel_numba
             parallel._launch_threads()
             parallel_numba.register()
+            blocksum.register()
             _THREADING.append(True)
         except Exception as error:  # no threading layer: stay serial
             log.warning("Numba's threads are unavailable, updates run serially: %s", error)
