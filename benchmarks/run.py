@@ -207,7 +207,8 @@ def kernel_case(table, results, args, modes):
                 name = f"downhill[NUMBA]{threads_label(t)}"
                 ratios[f"{name} iterate raise/limit{threads_label(t)}"] = ratio(
                     times[f"{name} iterate raise"], times[f"limit{threads_label(t)}"])
-            for what in ("iterate stop", "iterate skip", "minimize"):
+            for what in ("iterate stop", "iterate skip", "minimize",
+                         "iterate raise, loss sum(p * g)"):
                 ratios[f"{what}/iterate raise"] = ratio(times[f"{ours} {what}"], times[users])
             notes["iterate skip/iterate raise"] = "target <= 1.3" if big else ""
             ratios["iterate raise/raw step"] = ratio(times[users], times[ours])

@@ -344,18 +344,24 @@ def compile_function(inputs, outputs, **kwargs):
     Without fast-math LLVM keeps IEEE arithmetic in program order, so every
     copy computes the same bits.
 
-    The price is speed where fast-math vectorized a loop, which for the
-    step is the loss's reductions, not the update. Measured one flag at a
-    time (PyTensor 3.0.7 and 2.38.3 take only on or off; Numba takes a set
-    of ``nnan``, ``ninf``, ``nsz``, ``arcp``, ``contract``, ``afn``,
-    ``reassoc``): the fused RMSProp update of a million float32 parameters
-    takes the same time with any flag or none (0.33-0.44 ms, load 3), while
-    the loss ``(x * d).sum()`` takes 1.0 ms without ``reassoc`` and 0.34 ms
-    with it alone (or all five); ``contract``, ``arcp``, ``afn`` and ``nsz``
-    alone change nothing. ``reassoc`` lets LLVM add a sum in vector lanes,
-    which is also what makes two copies of a function compute other bits,
-    so it stays off. The update itself runs on every core instead (see
-    :mod:`downhill.parallel`).
+    The price was speed where fast-math vectorized a loop, which for the
+    step is the loss's sums, not the update. Measured one flag at a time,
+    each set in its own process with a fresh cache (PyTensor 3.0.7 and
+    2.38.3 take only on or off; Numba takes a set of ``nnan``, ``ninf``,
+    ``nsz``, ``arcp``, ``contract``, ``afn``, ``reassoc``), on a million
+    float32 parameters: the loss ``(x * d).sum()`` alone takes 1.09 ms
+    without flags, 0.23 ms with ``reassoc`` alone or all five, and 1.06-1.19
+    ms with ``contract``, ``arcp``, ``afn`` or ``nsz`` alone; the step
+    ``iterate`` compiles for RMSProp on that loss, on one thread, 1.41 ms
+    without flags, 0.43 ms with ``reassoc``, 0.48 with all five, 1.40-1.46
+    with each of the others. Without ``reassoc`` a float sum is one chain of
+    additions, each waiting for the last; ``reassoc`` lets LLVM add in
+    vector lanes in an order of its choosing, which is also what lets two
+    copies of a function compute other bits, so it stays off. Instead the
+    functions of an optimizer add large sums in a fixed blocked order that
+    vectorizes without it (:mod:`downhill.blocksum`: the same step then
+    takes 0.42 ms without flags), and run large updates on every core
+    (:mod:`downhill.parallel`); see :func:`downhill.parallel.mode_with_parallel_updates`.
     """
     with pytensor.config.change_flags(**COMPILE_FLAGS):
         return pytensor.function(inputs, outputs, **kwargs)
