@@ -278,17 +278,35 @@ def register():
     if _REGISTERED:
         return
     import numba
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic, overload
     from numba.np.ufunc import parallel as numba_parallel
     from pytensor.link.numba.cache import compile_numba_function_src
     from pytensor.link.numba.dispatch import basic as numba_basic
-    from pytensor.link.numba.dispatch.elemwise import _flat_view
+
+    @intrinsic
+    def as_pointer(typingctx, address):
+        # an address (an integer) as a pointer, for numba.carray
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], cgutils.voidptr_t)
+        return types.voidptr(types.uintp), codegen
+
+    def flat_view(x):
+        pass
+
+    @overload(flat_view)
+    def _flat_view(x):
+        # the elements of an array found C-contiguous at run time, as a vector
+        # (Numba types most arrays as of any layout, and reshapes only those
+        # it knows to be contiguous)
+        return lambda x: numba.carray(as_pointer(x.ctypes.data), (x.size,), dtype=x.dtype)
 
     @numba_basic.register_funcify_and_cache_key(BlockSum)
     def numba_funcify_BlockSum(op, node, **kwargs):
         serial, serial_key = numba_basic.numba_funcify_and_cache_key(
             op.careduce, node=op.careduce.make_node(node.inputs[0]), **kwargs)
         text = source(op.acc_dtype, node.outputs[0].type.dtype)
-        namespace = {"np": np, "numba": numba, "serial_sum": serial, "flat": _flat_view,
+        namespace = {"np": np, "numba": numba, "serial_sum": serial, "flat": flat_view,
                      "threads": numba_parallel._iget_num_threads}
         fn = numba_basic.numba_njit(
             compile_numba_function_src(text, "block_sum", namespace, namespace))
