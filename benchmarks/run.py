@@ -34,6 +34,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 
+BEFORE = "before (--baseline)"
 NO_TORCH = "torch not found (--torch-python PYTHON, an interpreter with torch)"
 
 
@@ -41,7 +42,7 @@ NO_TORCH = "torch not found (--torch-python PYTHON, an interpreter with torch)"
 # helpers
 
 def worker(argv, python=None, threads=1):
-    """Run one contender's process; its RESULT, or None if it could not run."""
+    """Run one contender's process; its RESULT (a failure raises)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -121,32 +122,64 @@ class Table:
 # ----------------------------------------------------------------------
 # case 1: the update kernel
 
+def thread_counts():
+    """1, 2 and all the cores this process may use (each once)."""
+    return sorted({1, 2, all_cores()})
+
+
+def all_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_label(t):
+    return f"[{t} thread{'s' if t > 1 else ''}]"
+
+
 def kernel_case(table, results, args, modes):
-    case = "1. update kernel: centred RMSProp, float32, median per step"
-    jobs = {f"downhill[{m}]": (lambda m=m: worker(["workers.py", "kernel", f"downhill[{m}]"]
-                                                  + args.flags))
-            for m in modes}
-    jobs["limit"] = lambda: worker(["workers.py", "kernel", "limit"] + args.flags)
-    jobs["limit[1 thread]"] = lambda: worker(["workers.py", "kernel", "limit[1 thread]"]
-                                             + args.flags)
+    case = "1. update kernel: centred RMSProp, float32, median per update"
+    jobs = {}
+    counts = thread_counts()
+    numba_first = modes[0] == "NUMBA"
+    for m in modes:
+        if m == "NUMBA":
+            for t in counts:
+                name = f"downhill[NUMBA]{threads_label(t)}"
+                jobs[name] = (lambda name=name: worker(["workers.py", "kernel", name] + args.flags))
+        else:
+            jobs[f"downhill[{m}]"] = (lambda m=m: worker(["workers.py", "kernel", f"downhill[{m}]"]
+                                                         + args.flags))
+    for t in counts:
+        name = f"limit{threads_label(t)}"
+        jobs[name] = lambda name=name: worker(["workers.py", "kernel", name] + args.flags)
     if args.torch_python:
         jobs["torch"] = lambda: worker(["torch_peer.py", "kernel"] + args.flags,
                                        args.torch_python)
         jobs["torch[1 thread]"] = lambda: worker(["torch_peer.py", "kernel[1 thread]"]
                                                  + args.flags, args.torch_python)
     runs = rounds_of(jobs, args.rounds)
-    ours = f"downhill[{modes[0]}]"
-    out = {"threads": {"downhill[NUMBA]": "PyTensor's Numba elemwise: 1",
+    cores = all_cores()
+    ours = f"downhill[NUMBA]{threads_label(cores)}" if numba_first else f"downhill[{modes[0]}]"
+    limit = f"limit{threads_label(cores)}"
+    out = {"threads": {"downhill[NUMBA][N threads]": "the parallel update loops on N threads "
+                       "(downhill.parallel; updates of < 32768 elements serial)",
                        "downhill[CVM]": 1, "downhill[JAX]": "XLA's CPU thread pool",
-                       "torch": os.cpu_count(), "limit": os.cpu_count(),
-                       "torch[1 thread]": 1, "limit[1 thread]": 1},
-           "processes": "one per contender per round", "rounds": args.rounds, "sizes": {}}
+                       "torch": cores, "torch[1 thread]": 1,
+                       "limit[N threads]": "numba prange on N threads"},
+           "processes": "one per contender per round", "rounds": args.rounds,
+           "iterate_modes": ["raise", "stop", "skip"], "sizes": {}}
     for count, n in common.KERNEL_SIZES:
         label = common.kernel_label(count, n)
-        times = {name: median([s for r in rs for s in r[label]["samples"]])
-                 for name, rs in runs.items()}
-        best = {name: min(s for r in rs for s in r[label]["samples"])
-                for name, rs in runs.items()}
+        times, best = {}, {}
+        for name, rs in runs.items():
+            for key in rs[0][label]:
+                if key == "after3":
+                    continue
+                what = name if key == "samples" else f"{name} {key}"
+                values = [v for r in rs for v in r[label][key]]
+                times[what], best[what] = median(values), min(values)
         reference = np.asarray(runs[ours][0][label]["after3"])
         step_size = float(np.max(np.abs(reference)))
         agree = {}
@@ -156,30 +189,41 @@ def kernel_case(table, results, args, modes):
             if diff > 1e-3 * step_size:
                 raise AssertionError(f"kernel {label}: {name} differs from {ours} by {diff}"
                                      f" after 3 steps (step size {step_size})")
+        users = f"{ours} iterate raise" if numba_first else ours
         entry = {"seconds": times, "fastest_sample_seconds": best,
-                 "max_abs_diff_after_3_steps": agree,
-                 "torch/downhill": ratio(times.get("torch"), times[ours]),
-                 "torch[1 thread]/downhill": ratio(times.get("torch[1 thread]"), times[ours]),
-                 "downhill/limit": ratio(times[ours], times["limit"]),
-                 "downhill/limit[1 thread]": ratio(times[ours], times["limit[1 thread]"])}
-        for m in modes[1:]:
-            entry[f"downhill[{m}]/{ours}"] = ratio(times[f"downhill[{m}]"], times[ours])
-        out["sizes"][label] = entry
+                 "max_abs_diff_after_3_steps": agree, "ratios": {}}
+        ratios = entry["ratios"]
         big = count * n >= 10**6
+        ratios["torch/downhill (iterate)"] = ratio(times.get("torch"), times[users])
+        ratios["torch[1 thread]/downhill (iterate)"] = ratio(times.get("torch[1 thread]"),
+                                                              times[users])
+        ratios["downhill (iterate)/limit, all cores"] = ratio(times[users], times[limit])
+        ratios["downhill (raw step)/limit, all cores"] = ratio(times[ours], times[limit])
+        ratios["torch/downhill (raw step)"] = ratio(times.get("torch"), times[ours])
+        notes = {"torch/downhill (iterate)": "target >= 3" if big and count == 1 else "",
+                 "downhill (iterate)/limit, all cores": "target <= 1.3" if big else ""}
+        if numba_first:
+            for t in counts:
+                name = f"downhill[NUMBA]{threads_label(t)}"
+                ratios[f"{name} iterate raise/limit{threads_label(t)}"] = ratio(
+                    times[f"{name} iterate raise"], times[f"limit{threads_label(t)}"])
+            for what in ("iterate stop", "iterate skip", "minimize",
+                         "iterate raise, loss sum(p * g)"):
+                ratios[f"{what}/iterate raise"] = ratio(times[f"{ours} {what}"], times[users])
+            notes["iterate skip/iterate raise"] = "target <= 1.3" if big else ""
+            ratios["iterate raise/raw step"] = ratio(times[users], times[ours])
+        for m in modes[1:]:
+            ratios[f"downhill[{m}]/{ours} (raw steps)"] = ratio(times[f"downhill[{m}]"],
+                                                              times[ours])
+        out["sizes"][label] = entry
         for name, t in times.items():
-            table.add(case, f"N={label} {name}", t * 1e3, "ms",
+            shown = f"{name} raw step" if name in runs and name.startswith("downhill") else name
+            table.add(case, f"N={label} {shown}", t * 1e3, "ms",
                       f"fastest sample {best[name] * 1e3:.3g}")
         if not args.torch_python:
             table.add(case, f"N={label} torch", None, "", NO_TORCH)
-        table.add(case, f"N={label} torch/downhill", entry["torch/downhill"], "x",
-                  "target >= 3" if big else "")
-        table.add(case, f"N={label} downhill/limit", entry["downhill/limit"], "x",
-                  "target <= 1.5" if big else "")
-        table.add(case, f"N={label} downhill/limit[1 thread]",
-                  entry["downhill/limit[1 thread]"], "x")
-        for m in modes[1:]:
-            table.add(case, f"N={label} downhill[{m}]/{ours}", entry[f"downhill[{m}]/{ours}"],
-                      "x")
+        for what, value in ratios.items():
+            table.add(case, f"N={label} {what}", value, "x", notes.get(what, ""))
     results["kernel"] = out
 
 
@@ -195,12 +239,16 @@ def overhead_case(table, results, args, modes):
     if args.torch_python:
         jobs["torch"] = lambda: worker(["torch_peer.py", "overhead"] + args.flags,
                                        args.torch_python)
+    if args.baseline:  # the same worker of another checkout (its own downhill)
+        script = os.path.join(os.path.abspath(args.baseline), "benchmarks", "workers.py")
+        jobs[BEFORE] = lambda: worker([script, "overhead", "downhill[NUMBA]"] + args.flags)
     runs = rounds_of(jobs, args.rounds)
     per_update = {}
-    for rs in runs.values():
+    for job, rs in runs.items():
         for name in rs[0]:
             if name != "version":
-                per_update[name] = median([s for r in rs for s in r[name]])
+                shown = f"{BEFORE}: {name}" if job == BEFORE else name
+                per_update[shown] = median([s for r in rs for s in r[name]])
     out = {"seconds_per_update": per_update,
            "updates_per_second": {name: 1 / t for name, t in per_update.items()}}
     torch_t = per_update.get("torch backward + step (1 thread)")
@@ -221,11 +269,19 @@ def overhead_case(table, results, args, modes):
     if torch_t is None:
         table.add(case, "torch backward + step", None, "", NO_TORCH)
     else:
-        first = next(n for n in per_update if "iterate, defaults" in n)
+        first = next(n for n in per_update
+                     if n.startswith("downhill") and "iterate, defaults" in n)
         out["torch/downhill"] = {name: torch_t / t for name, t in per_update.items()
                                  if name.startswith("downhill")}
         table.add(case, "torch / downhill opt.iterate (defaults)", torch_t / per_update[first],
                   "x")
+    if args.baseline:
+        for name, t in list(per_update.items()):
+            before = per_update.get(f"{BEFORE}: {name}")
+            if before is not None:
+                out.setdefault("after/before", {})[name] = t / before
+                table.add(case, f"{name}: this checkout / before", t / before, "x",
+                          "target: does not grow")
     results["overhead"] = out
 
 
@@ -445,6 +501,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None,
                         help="processes per contender, in turn (default 2 quick, 3 full)")
     parser.add_argument("--cases", default="1,2,3,4", help="which cases to run")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="another checkout of downhill (e.g. main, unpacked with git "
+                             "archive): case 2 also runs its overhead worker, in the same "
+                             "rounds, as the 'before' rows")
     args = parser.parse_args(argv)
     modes = (args.modes or ("NUMBA,JAX" if args.quick else "NUMBA,CVM,JAX")).split(",")
     modes = [m.upper() for m in modes]

@@ -4,8 +4,10 @@ contender per process.
 Run by run.py as ``python workers.py CASE CONTENDER [--quick] [--threads N]``
 and prints ``RESULT {json}``. CASE is ``kernel``, ``overhead`` or ``mlp``;
 CONTENDER is ``downhill[MODE]`` (MODE a PyTensor compile mode: NUMBA, CVM,
-JAX), ``downhill[NUMBA], tanh as 2sigmoid(2x)-1`` (mlp), or ``limit`` /
-``limit[1 thread]`` (kernel). torch runs in torch_peer.py.
+JAX), in the kernel case ``downhill[NUMBA][N threads]`` (the parallel
+update loops on N threads), ``downhill[NUMBA], tanh as 2sigmoid(2x)-1``
+(mlp), or ``limit[N threads]`` (kernel). ``--threads`` sets the BLAS
+threads. torch runs in torch_peer.py.
 """
 
 import argparse
@@ -29,6 +31,24 @@ import numpy as np  # noqa: E402
 def _mode(contender):
     mode = contender.split("[", 1)[1].split("]", 1)[0]
     return None if mode == "NUMBA" else mode
+
+
+def _threads(contender):
+    """N of a contender named ``...[N threads]`` (or ``[1 thread]``), else None."""
+    if not contender.endswith(("threads]", "thread]")):
+        return None
+    return int(contender.rsplit("[", 1)[1].split()[0])
+
+
+#: How the kernel case drives downhill the way users do: opt.iterate in each
+#: on_nonfinite mode (raise and stop compile the same step, skip the guarded
+#: one), and opt.minimize.
+ITERATE_MODES = ("raise", "stop", "skip")
+
+
+def iteration_updates(count, n):
+    """Updates per iteration of the iterate rows (an iteration of ~10-30 ms)."""
+    return max(3, min(2000, int(3e7 / (count * n))))
 
 
 def _sync_for(opt, mode):
@@ -56,17 +76,23 @@ def gradient_probe(param, grad):
     return probe(param, grad)
 
 
-def kernel_downhill(mode, quick):
+def kernel_downhill(mode, quick, threads=None):
+    """The raw compiled step, and (Numba) opt.iterate and opt.minimize with
+    their own compiled steps, per kernel size: seconds per update."""
+    import numba
     import pytensor
     import downhill
     out = {}
+    if threads is not None:
+        numba.set_num_threads(threads)  # the raw step's loops
+    hypers = dict(learning_rate=common.LR, rms_halflife=common.HALFLIFE,
+                  rms_regularizer=common.OUR_EPS)
     for count, n in common.KERNEL_SIZES:
         grads = common.kernel_grads(count, n)
         params = [pytensor.shared(np.zeros(n, "float32"), name=f"p{i}") for i in range(count)]
         shared_g = [pytensor.shared(g, name=f"g{i}") for i, g in enumerate(grads)]
         loss = sum(gradient_probe(p, g) for p, g in zip(params, shared_g))
-        opt = downhill.build("rmsprop", loss, params=params, mode=mode, learning_rate=common.LR,
-                             rms_halflife=common.HALFLIFE, rms_regularizer=common.OUR_EPS)
+        opt = downhill.build("rmsprop", loss, params=params, mode=mode, **hypers)
         opt.get_updates()
         step, _, _ = opt._functions.step()
         step.trust_input = True
@@ -76,10 +102,82 @@ def kernel_downhill(mode, quick):
         for _ in range(3):
             step()
         after3 = np.concatenate([np.asarray(p.get_value(borrow=True))[:1000] for p in params])
-        out[common.kernel_label(count, n)] = {
+        label = common.kernel_label(count, n)
+        out[label] = {
             "samples": common.samples(step, common.kernel_repeat(count, n, quick), sync=sync),
             "after3": after3}
         opt._functions.release()
+        if mode is None:
+            out[label].update(_through_iterate(opt, count, n, quick, threads, hypers))
+            out[label][LOSS_ROW] = _with_a_real_loss(count, n, quick, threads, hypers)
+    return out
+
+
+#: The row of the kernel case whose loss is computed: the setting of the
+#: issue that prompted these rows (its sum is part of the step).
+LOSS_ROW = "iterate raise, loss sum(p * g)"
+
+
+def _with_a_real_loss(count, n, quick, threads, hypers):
+    """Seconds per update through opt.iterate when the loss is ``sum(p * g)``
+    over every parameter (gradient ``g``, as the probe's), so that the step
+    computes a product of every parameter's size and sums it."""
+    import pytensor
+    import downhill
+    grads = common.kernel_grads(count, n)
+    params = [pytensor.shared(np.zeros(n, "float32"), name=f"p{i}") for i in range(count)]
+    shared_g = [pytensor.shared(g, name=f"g{i}") for i, g in enumerate(grads)]
+    opt = downhill.build("rmsprop", sum((p * g).sum() for p, g in zip(params, shared_g)),
+                         params=params, **hypers)
+    updates = iteration_updates(count, n)
+    train = downhill.Dataset(lambda: [], iteration_size=updates, name="train")
+    valid = downhill.Dataset(lambda: [], iteration_size=1, name="valid")
+    loop = opt.iterate(train, valid, threads=threads, validate_every=10**9, patience=10**9,
+                       progressbar=False, **hypers)
+    next(loop)
+    next(loop)
+    samples = []
+    for _ in range(4 if quick else 10):
+        t = time.perf_counter()
+        next(loop)
+        samples.append((time.perf_counter() - t) / updates)
+    loop.close()
+    return samples
+
+
+def _through_iterate(opt, count, n, quick, threads, hypers):
+    """Seconds per update through opt.iterate (one iteration of many updates
+    per sample, from one running loop: validation only before the first) in
+    each on_nonfinite mode, and through opt.minimize (its validations, the
+    copy of the best parameters and their restoring included)."""
+    import downhill
+    updates = iteration_updates(count, n)
+    repeat = 4 if quick else 10
+    out = {}
+    for on_nonfinite in ITERATE_MODES:
+        train = downhill.Dataset(lambda: [], iteration_size=updates, name="train")
+        valid = downhill.Dataset(lambda: [], iteration_size=1, name="valid")
+        loop = opt.iterate(train, valid, threads=threads, on_nonfinite=on_nonfinite,
+                           validate_every=10**9, patience=10**9, progressbar=False, **hypers)
+        next(loop)  # compiles (once per structure), validates once
+        next(loop)
+        samples = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            next(loop)
+            samples.append((time.perf_counter() - t) / updates)
+        loop.close()
+        out[f"iterate {on_nonfinite}"] = samples
+    train = downhill.Dataset(lambda: [], iteration_size=updates, name="train")
+    valid = downhill.Dataset(lambda: [], iteration_size=1, name="valid")
+    iterations = max(3 if quick else 5, -(-50 // updates))  # at least 50 updates
+    samples = []
+    for _ in range(2 if quick else 3):
+        t = time.perf_counter()
+        opt.minimize(train, valid, max_updates=iterations, threads=threads,
+                     validate_every=10**9, patience=10**9, progressbar=False, **hypers)
+        samples.append((time.perf_counter() - t) / (iterations * updates))
+    out["minimize"] = samples
     return out
 
 
@@ -228,9 +326,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.case == "kernel" and args.contender.startswith("limit"):
-        result = kernel_limit(1 if "1 thread" in args.contender else os.cpu_count(), args.quick)
+        result = kernel_limit(_threads(args.contender) or os.cpu_count(), args.quick)
     elif args.case == "kernel":
-        result = kernel_downhill(_mode(args.contender), args.quick)
+        result = kernel_downhill(_mode(args.contender), args.quick, _threads(args.contender))
     elif args.case == "overhead":
         result = overhead_downhill(_mode(args.contender), args.quick)
     else:

@@ -459,8 +459,11 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
             the step, a plain function before every update) or a PyTensor
             shared variable or expression of shared variables.
             Also ``progressbar`` (None: on a terminal or in a notebook; see
-            :mod:`downhill.progress`) and, in JAX mode, ``devices`` (an int or
-            a list of devices to shard batches over; see :mod:`downhill.jaxmode`).
+            :mod:`downhill.progress`); in JAX mode, ``devices`` (an int or
+            a list of devices to shard batches over; see :mod:`downhill.jaxmode`);
+            with the Numba backend, ``threads`` (the threads that update each
+            large parameter; default the cores the process may use, at most
+            ``NUMBA_NUM_THREADS``; see :mod:`downhill.parallel`).
 
         Yields
         ------

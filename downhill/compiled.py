@@ -20,7 +20,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import averaging, jaxmode
+from . import averaging, jaxmode, parallel
 from .util import compile_function, log
 
 __all__ = ["Functions", "jit_now"]
@@ -44,12 +44,15 @@ class Functions:
         self._twins = {}    # id(fn) -> (fn, in-graph twin)
         self._data = None   # (shared buffers, shared batch size)
         self._runtime = None  # jaxmode.Runtime, made on first use of JAX mode
+        self._threads = None  # threads of the parallel update loops (None: the default)
+        self._parallel = {}   # id(fn) -> (fn, whether it runs parallel loops)
 
     def _compile(self, inputs, outputs, updates, name, **kwargs):
         mode = self._opt._mode
         jax = jaxmode.is_jax(mode)
-        fn = compile_function(inputs, outputs, updates=updates, name=name,
-                              mode=jaxmode.compile_mode(mode) if jax else mode, **kwargs)
+        # Numba: the updates of large variables on every core (downhill.parallel)
+        mode = jaxmode.compile_mode(mode) if jax else parallel.mode_with_parallel_updates(mode)
+        fn = compile_function(inputs, outputs, updates=updates, name=name, mode=mode, **kwargs)
         if jax:
             fn.trust_input = True  # feed() checks and places the batches itself
         return fn
@@ -101,6 +104,31 @@ class Functions:
         """
         if devices is not None:
             self.runtime.use_devices(devices)
+
+    def use_threads(self, threads):
+        """Run the parallel update loops on ``threads`` threads from now on.
+
+        Parameters
+        ----------
+        threads : int or None
+            A number checked by :func:`downhill.parallel.check_threads`; None
+            keeps the current choice (initially
+            :func:`downhill.parallel.default_threads`).
+        """
+        if threads is not None:
+            self._threads = threads
+
+    @property
+    def threads(self):
+        """The threads the parallel update loops run on (Numba backend)."""
+        if self._threads is None:
+            self._threads = parallel.default_threads()
+        return parallel.allowed_threads(self._threads)
+
+    def _runs_parallel(self, fn):
+        if id(fn) not in self._parallel:
+            self._parallel[id(fn)] = (fn, parallel.is_parallel(fn))
+        return self._parallel[id(fn)][1]
 
     def release(self):
         """After a run in JAX mode: parameters, state and generators back on
@@ -307,7 +335,10 @@ class Functions:
         batches = iter(dataset) if batches is None else batches
         if not jaxmode.is_jax(self._opt._mode):
             if getattr(dataset, "in_graph", False):
-                return self.in_graph(fn), self.graph_batches(dataset)
+                fn, batches = self.in_graph(fn), self.graph_batches(dataset)
+                if self._runs_parallel(fn):
+                    batches = parallel.on_threads(self.threads, batches)
+                return fn, batches
             return self.feeder(fn, dataset)(batches)
         runtime, buffers = self.runtime, ()
         if getattr(dataset, "in_graph", False) and not runtime.sharded:
@@ -349,6 +380,12 @@ class Functions:
             def feed(batches):
                 fn.trust_input = trusted
                 return fn, ((batch, weight(batch)) for batch in batches)
+        if self._runs_parallel(fn):  # large updates on Numba's threads (downhill.parallel)
+            threads, serial = self.threads, feed
+
+            def feed(batches):
+                fn, pairs = serial(batches)
+                return fn, parallel.on_threads(threads, pairs)
         return feed
 
     def _placed_batches(self, fn, dataset, trusted, batches):

@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 
-from . import accumulate, averaging, compiled, nonfinite, progress, state, validation
+from . import accumulate, averaging, compiled, nonfinite, parallel, progress, state, validation
 from .passes import EndOfData, feeder, run_batches, training_pass
 from .checkpoint import check_path
 from .dataset import Dataset
@@ -132,8 +132,8 @@ def monitors_text(monitors):
 
 
 def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mode=None,
-            devices=None, checkpoint=None, checkpoint_every=0, resume=False, progressbar=None,
-            **hyperparameters):
+            devices=None, threads=None, checkpoint=None, checkpoint_every=0, resume=False,
+            progressbar=None, **hyperparameters):
     """Check the arguments of a training run and return its loop.
 
     Parameters
@@ -148,6 +148,11 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
         parameters and state replicated; see :mod:`downhill.jaxmode` and
         the guide's "Scaling out". None keeps the current choice (initially
         JAX's default device).
+    threads : int or None
+        Numba backend: run the update of every large parameter on this many
+        threads (see :mod:`downhill.parallel`); None keeps the current
+        choice (initially the cores the process may use, at most
+        ``NUMBA_NUM_THREADS``).
     progressbar : bool, None or Progress, optional
         The progress display (see :mod:`downhill.progress`): None (default)
         shows it when stderr is a terminal or in a notebook.
@@ -178,6 +183,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     validation.check_mode(mode)
     batch_size = validation.check_batch_size(batch_size)
     devices = opt._functions.check_devices(devices, opt._mode if mode is None else mode)
+    threads = parallel.check_threads(threads)
     display = progress.display(progressbar, type(opt).__name__)
     train = as_dataset(opt, train, "train", batch_size)
     if valid is None:
@@ -209,6 +215,7 @@ def iterate(opt, train=None, valid=None, max_updates=None, *, batch_size=32, mod
     if mode is not None:
         opt._mode = mode
     opt._functions.use_devices(devices)
+    opt._functions.use_threads(threads)
     opt._settings.restore_schedule_states(opt._settings.count())
     log.info("%s: %s", type(opt).__name__,
              " ".join(f"{k}={v}" for k, v in settings.items()))

@@ -6,7 +6,9 @@ other bits than the fresh compile that wrote it (see
 :func:`downhill.util.compile_function`), so a training run gave other
 numbers on its first (cold) run than on every later (warm) one. These tests
 run real subprocesses with fresh cache folders, and check the functions an
-optimizer compiles for the IEEE evaluation order that makes them agree.
+optimizer compiles for the IEEE evaluation order that makes them agree (a
+sum adds one element after the other, or, from downhill.parallel.MIN_SIZE
+elements, in downhill.blocksum's fixed blocked order).
 """
 
 import json
@@ -19,7 +21,7 @@ import pytensor
 import pytensor.tensor as pt
 
 import downhill
-from downhill import util
+from downhill import blocksum, parallel, util
 
 #: The folder holding the downhill package under test, for the subprocesses.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(downhill.__file__)))
@@ -52,14 +54,52 @@ print(json.dumps({"z": z.get_value().tobytes().hex(), "train": train, "valid": v
 """
 
 
-def _start(cache):
-    """Start SCRIPT in a fresh interpreter whose compile cache is ``cache``."""
+#: The same kind of run on a parameter large enough that its update runs on
+#: Numba's threads (downhill.parallel) and its loss's sums are blocked
+#: (downhill.blocksum), with and without the skip guard's loops
+#: (downhill.skipguard), on 1 and 2 threads; prints a digest of the
+#: parameter's bytes and the training and validation losses after each run.
+PARALLEL_SCRIPT = r"""
+import hashlib
+import json
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import downhill
+
+rng = np.random.default_rng(0)
+n = downhill.parallel.MIN_SIZE + 1000
+start = rng.normal(size=n).astype("float32")
+big = pytensor.shared(start.copy(), name="big")
+target = rng.normal(size=n).astype("float32")
+loss = pt.sqr(big - target).mean() + np.float32(0.1) * abs(big).mean()
+opt = downhill.build("sgd", loss, params=[big])
+digests = {}
+for mode in ("raise", "skip"):
+    for threads in (1, 2):
+        big.set_value(start.copy())
+        for var in opt.state_variables:
+            var.set_value(np.zeros_like(var.get_value()))
+        losses = [(tr["loss"], va["loss"]) for tr, va in opt.iterate(
+            max_updates=5, learning_rate=3.0, momentum=0.9, on_nonfinite=mode,
+            threads=threads, patience=100, validate_every=2)]
+        digest = hashlib.sha256(big.get_value().tobytes() + repr(losses).encode())
+        digests[f"{mode} on {threads}"] = digest.hexdigest()
+step = opt._functions.step()[0]
+assert downhill.parallel.is_parallel(step) and downhill.skipguard.is_guarded_in_loops(step)
+assert any(isinstance(node.op, downhill.blocksum.BlockSum) for node in step.maker.fgraph.apply_nodes)
+print(json.dumps(digests))
+"""
+
+
+def _start(cache, script=SCRIPT):
+    """Start ``script`` in a fresh interpreter whose compile cache is ``cache``."""
     env = dict(os.environ)
     flags = env.get("PYTENSOR_FLAGS", "")
     env["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"base_compiledir={cache}"]))
     env["NUMBA_CACHE_DIR"] = str(cache / "numba")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -89,6 +129,16 @@ def test_cold_and_warm_runs_give_the_same_numbers(tmp_path):
         f"{_ulps_apart(cold['z'], warm['z'])} of 80 elements of z differ")
 
 
+def test_parallel_updates_give_the_same_numbers_cold_warm_and_on_any_threads(tmp_path):
+    first = _start(tmp_path / "a", PARALLEL_SCRIPT)
+    second = _start(tmp_path / "b", PARALLEL_SCRIPT)
+    cold, cold_again = _result(first), _result(second)
+    warm = _result(_start(tmp_path / "a", PARALLEL_SCRIPT))
+    assert len(set(cold.values())) == 1, f"threads or the guard change the numbers: {cold}"
+    assert cold_again == cold, "two fresh compiles differ"
+    assert warm == cold, "the cached parallel functions compute other numbers than fresh ones"
+
+
 def _sequential_sum(values):
     """A float64 sum added left to right, as IEEE code without reassociation does."""
     return float(np.add.accumulate(np.ravel(values))[-1])
@@ -105,21 +155,51 @@ def test_compile_function_keeps_the_order_of_a_sum():
     assert pytensor.config.numba__fastmath == before
 
 
-def test_every_function_an_optimizer_compiles_keeps_the_order_of_a_sum():
+def _blocked_sum(values):
+    """A float64 sum in downhill.blocksum's documented order: blocks of
+    BLOCK elements, in each LANES running sums (lane k: elements k,
+    k + LANES, ... one after the other), added lane by lane, then block by
+    block, each from zero."""
+    flat = np.ravel(values).astype(np.float64)
+    total = 0.0
+    for lo in range(0, flat.size, blocksum.BLOCK):
+        block = flat[lo:lo + blocksum.BLOCK]
+        rows = block.size // blocksum.LANES
+        lanes = np.zeros(blocksum.LANES)
+        for r in range(rows):  # one element per lane: exact IEEE additions
+            lanes += block[r * blocksum.LANES:(r + 1) * blocksum.LANES]
+        tail = block[rows * blocksum.LANES:]
+        lanes[:tail.size] += tail
+        block_total = 0.0
+        for lane in lanes:
+            block_total += lane
+        total += block_total
+    return total
+
+
+def test_every_function_an_optimizer_compiles_keeps_a_fixed_order_of_a_sum():
     # the step and evaluation functions, for arrays and for shared-variable
-    # data (batched in the graph by their twins)
+    # data (batched in the graph by their twins): a large sum is added in
+    # downhill.blocksum's fixed order (within rounding of the sequential sum,
+    # and not the same bits), a small one element after element
     rng = np.random.default_rng(2)
-    start = rng.normal(size=100_000)
-    data = rng.normal(size=(1, 100_000))
-    expected = _sequential_sum(np.square(data - start))
-    x = pt.matrix("x", dtype="float64")
-    w = pytensor.shared(start.copy(), name="w")
-    opt = downhill.build("sgd", pt.sqr(x - w).sum(), params=[w])
-    for given in ([data], [pytensor.shared(data, name="data")]):
-        w.set_value(start.copy())
-        dataset = downhill.Dataset(given, batch_size=1)
-        assert opt.evaluate(dataset)["loss"] == expected
-        train, valid = next(iter(opt.iterate(dataset, dataset, max_updates=1,
-                                             learning_rate=1e-9)))
-        assert train["loss"] == expected  # the step's loss is taken before the update
-        assert valid["loss"] == expected
+    for size in (100_000, parallel.MIN_SIZE - 1):
+        start = rng.normal(size=size)
+        data = rng.normal(size=(1, size))
+        big = size >= parallel.MIN_SIZE
+        sums = _blocked_sum if big else _sequential_sum
+        expected = sums(np.square(data - start))
+        if big:
+            assert expected != _sequential_sum(np.square(data - start))
+            assert abs(expected - _sequential_sum(np.square(data - start))) < 1e-10 * expected
+        x = pt.matrix("x", dtype="float64")
+        w = pytensor.shared(start.copy(), name="w")
+        opt = downhill.build("sgd", pt.sqr(x - w).sum(), params=[w])
+        for given in ([data], [pytensor.shared(data, name="data")]):
+            w.set_value(start.copy())
+            dataset = downhill.Dataset(given, batch_size=1)
+            assert opt.evaluate(dataset)["loss"] == expected
+            train, valid = next(iter(opt.iterate(dataset, dataset, max_updates=1,
+                                                 learning_rate=1e-9)))
+            assert train["loss"] == expected  # the step's loss is taken before the update
+            assert valid["loss"] == expected
