@@ -53,9 +53,13 @@ def trained(algo, threads, hypers, steps=3, dtype="float32", order="C"):
 
 
 def same_bits(a, b):
-    return all(x.dtype == y.dtype and x.shape == y.shape
-               and np.array_equal(x.view(f"u{x.itemsize}"), y.view(f"u{y.itemsize}"))
-               for x, y in zip(a, b))
+    """Arrays bit for bit equal; random generators (ESGD's) in the same state."""
+    def same(x, y):
+        if isinstance(x, np.random.Generator):
+            return x.bit_generator.state == y.bit_generator.state
+        return (x.dtype == y.dtype and x.shape == y.shape
+                and np.array_equal(x.view(f"u{x.itemsize}"), y.view(f"u{y.itemsize}")))
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
 
 
 def update_nodes(opt, fn):
@@ -88,6 +92,51 @@ def test_one_and_two_threads_give_the_same_bits(algo, hypers):
     assert nodes["u"] is nodes["w"] and len(nodes["w"].op.members) == 2
     for name in ("b", "c"):
         assert not isinstance(nodes[name].op, parallel.ParallelElemwise)
+
+
+@pytest.mark.parametrize("algo", sorted(downhill.ALGORITHMS))
+def test_every_rule_gives_the_same_bits_on_one_and_two_threads_and_serially(algo):
+    # the rewrites meet every rule's graph: factored moments, wrappers,
+    # random draws, the schedule-free averages, layer-wise norms
+    _, one = trained(algo, 1, {})
+    opt2, two = trained(algo, 2, {})
+    assert same_bits(one, two)
+    rng = np.random.default_rng(3)
+    loss, (X, Y) = model(rng)
+    opt = downhill.build(algo, loss)
+    updates = opt.get_updates(learning_rate=opt._defaults.get("learning_rate", 1e-4))
+    fn = downhill.util.compile_function(opt.inputs, opt._loss, updates=updates, mode="NUMBA")
+    for _ in range(3):
+        fn(X, Y)
+    serial = [p.get_value() for p in opt.params] + [v.get_value() for v in opt.state_variables]
+    assert same_bits(two, serial)
+
+
+@pytest.mark.parametrize("feature", [dict(accumulate=2), dict(average="ema"),
+                                     dict(groups=True)])
+def test_training_features_give_the_same_bits_on_one_and_two_threads(feature):
+    # accumulated micro-batches (the step runs every second call), averaged
+    # weights (more large updates in the loop) and per-group values
+    def run(threads):
+        rng = np.random.default_rng(3)
+        loss, data = model(rng)
+        build, fit = {}, dict(batch_size=16)
+        if "groups" in feature:
+            build["groups"] = {"w": {"learning_rate": 3e-4}, "u": {"weight_decay": 1e-2}}
+        elif "accumulate" in feature:
+            fit = dict(batch_size=8, accumulate=feature["accumulate"])
+        else:
+            fit.update(feature)
+        opt = downhill.build("adam", loss, **build)
+        for _ in opt.iterate(data, max_updates=3, threads=threads, **fit):
+            pass
+        assert opt.update_count == 3
+        return opt, [p.get_value() for p in opt.params] + \
+            [v.get_value() for v in opt.state_variables]
+    _, one = run(1)
+    opt, two = run(2)
+    assert same_bits(one, two)
+    assert parallel.is_parallel(opt._functions.step()[0])
 
 
 @pytest.mark.parametrize("algo,hypers", HYPERS)
