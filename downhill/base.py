@@ -470,7 +470,8 @@ class Optimizer(legacy.Compat, checkpoint_state.Checkpoints):
         train_monitors : dict
             Loss and monitors averaged over this iteration's batches.
         valid_monitors : dict
-            Loss and monitors of the latest validation.
+            Loss and monitors of the latest validation (the same dict from
+            one validation to the next, as downhill 0.4 yielded it).
 
         Raises
         ------

@@ -36,9 +36,10 @@ class Sigint:
     def __init__(self):
         self.pending = False
         self._depth = 0
-        self._unheld = 0       # inside the caller's code: raise at once
+        # inside the caller's code: raise at once (call_unheld, and the training
+        # loop around its yield, where it adds to this count itself: once per update)
+        self._unheld = 0
         self._previous = None  # the handler to put back; None: not installed
-        self._unheld_block = _Unheld(self)
 
     def _handler(self, signum, frame):
         if self._unheld:
@@ -133,40 +134,6 @@ class Sigint:
     def depth(self):
         """int: How many holds are in force (0: SIGINT is not held)."""
         return self._depth
-
-    def unheld(self):
-        """Run the caller's code: a Ctrl-C during it raises at once.
-
-        Returns
-        -------
-        context manager
-            For a ``with`` block (the training loop enters one per
-            iteration, so it is a plain object, not a generator).
-        """
-        return self._unheld_block
-
-
-class _Unheld:
-    """The block of :meth:`Sigint.unheld`: raise a pending Ctrl-C on entry, and
-    any that comes during the block at once."""
-
-    __slots__ = ("_sigint",)
-
-    def __init__(self, sigint):
-        self._sigint = sigint
-
-    def __enter__(self):
-        sigint = self._sigint
-        sigint._unheld += 1
-        try:
-            sigint.check()
-        except BaseException:
-            sigint._unheld -= 1
-            raise
-
-    def __exit__(self, *exc):
-        self._sigint._unheld -= 1
-        return False
 
 
 #: The one instance: SIGINT belongs to the process.

@@ -395,7 +395,7 @@ def _loop(opt, train, valid, max_updates, settings, checkpoint, every, datasets,
                 shown = dict(shown_of)
             # the caller's loop body runs unheld: a Ctrl-C there raises at once (the
             # handler stays installed, which costs less than swapping it per iteration;
-            # this is Sigint.unheld's block, inline, since it runs once per update).
+            # the count Sigint.call_unheld keeps, kept here: this runs once per update).
             # Under minimize the body is minimize's own, held: the Ctrl-C waits for
             # the loop's next safe point, inside this generator, and ends the run here
             sigint._unheld += free

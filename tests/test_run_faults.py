@@ -419,6 +419,18 @@ def _pass_line():
 PASS_LINE = _pass_line()
 
 
+def test_the_validation_monitors_yielded_change_with_each_validation_only():
+    # one copy per validation (0.4 yielded the same dict until the next)
+    opt, params, train, valid = resumable()
+    pairs = list(opt.iterate(train, valid, max_updates=6, learning_rate=0.01, **SETTINGS))
+    yielded = [v for _, v in pairs]
+    # validate_every=2: validations before iterations 1, 3 and 5
+    assert len({id(v) for v in yielded}) == 3
+    assert all(yielded[i] is yielded[i + 1] for i in (0, 2, 4))
+    assert yielded[1] is not yielded[2] and yielded[1]["loss"] != yielded[2]["loss"]
+    assert yielded[-1] is not opt._run.last_validation   # a copy: the run's own stays
+
+
 @pytest.mark.usefixtures("default_sigint")
 def test_a_sigint_outside_the_library_raises_in_the_callers_code():
     # between two iterations of iterate() the caller's own code runs, unheld
